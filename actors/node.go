@@ -1,0 +1,236 @@
+// Package actors is the node side of usher: the NATS ingress, the concern
+// actors (user, session, reset-token, cache), the hasher pool and their
+// supervision.
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/usher-auth/usher/store"
+)
+
+// Config is what a node needs. Every field is required.
+type Config struct {
+	ID          string
+	Namespace   string
+	MaxInflight int
+	DB          *store.DB
+	Redis       *redis.Client
+	Log         *slog.Logger
+	Metrics     prometheus.Registerer
+}
+
+// Concerns a node hosts, in the order ping reports them.
+var Concerns = []string{"user", "session", "token", "cache", "hasher"}
+
+// Node receives requests from NATS and hands each to the actor of its
+// concern.
+type Node struct {
+	cfg      Config
+	engine   *actor.Engine
+	sup      *supervisor
+	hasher   *hasher
+	pids     map[string]*actor.PID
+	inflight map[string]*atomic.Int64
+	waits    sync.WaitGroup
+	sub      *nats.Subscription
+
+	requests   *prometheus.CounterVec
+	overloaded *prometheus.CounterVec
+}
+
+// Start spawns the concern actors and subscribes to <ns>.v1.> in the queue
+// group <ns>-nodes, so every node started shares the load.
+func Start(nc *nats.Conn, cfg Config) (*Node, error) {
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		return nil, fmt.Errorf("start actor engine: %w", err)
+	}
+	n := &Node{
+		cfg:      cfg,
+		engine:   engine,
+		sup:      newSupervisor(cfg.Log, cfg.Metrics),
+		pids:     map[string]*actor.PID{},
+		inflight: map[string]*atomic.Int64{},
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usher_node_requests_total",
+			Help: "Requests a node answered, by operation and problem code (empty on success).",
+		}, []string{"op", "code"}),
+		overloaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usher_node_overloaded_total",
+			Help: "Requests refused because their concern had too many in flight.",
+		}, []string{"concern"}),
+	}
+	cfg.Metrics.MustRegister(n.requests, n.overloaded)
+	n.hasher = newHasher(n.sup, 4*cfg.MaxInflight)
+	n.spawn()
+	for _, c := range append([]string{"system"}, Concerns...) {
+		n.inflight[c] = new(atomic.Int64)
+	}
+	n.sub, err = nc.QueueSubscribe(cfg.Namespace+".v1.>", cfg.Namespace+"-nodes", n.handle)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s.v1.>: %w", cfg.Namespace, err)
+	}
+	return n, nil
+}
+
+func (n *Node) spawn() {
+	d := deps{db: n.cfg.DB, redis: n.cfg.Redis, sup: n.sup, hasher: n.hasher}
+	n.pids["user"] = n.engine.Spawn(newUserActor(d), "user", n.sup.opts("user")...)
+	n.pids["session"] = n.engine.Spawn(newSessionRouter(d), "session", n.sup.opts("session")...)
+	n.pids["token"] = n.engine.Spawn(newTokenActor(d), "token", n.sup.opts("token")...)
+	n.pids["cache"] = n.engine.Spawn(newCacheActor(d), "cache", n.sup.opts("cache")...)
+}
+
+// deps are what concern actors share.
+type deps struct {
+	db     *store.DB
+	redis  *redis.Client
+	sup    *supervisor
+	hasher *hasher
+}
+
+// Stop stops taking requests, lets the ones in flight finish, then stops
+// the actors.
+func (n *Node) Stop(ctx context.Context) error {
+	err := n.sub.Drain()
+	// Drain returns at once; the subscription is closed when its pending
+	// callbacks have run.
+	for n.sub.IsValid() && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() { n.waits.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, ctx.Err())
+	}
+	for _, pid := range n.pids {
+		<-n.engine.Poison(pid).Done()
+	}
+	n.hasher.stop()
+	return err
+}
+
+// handle runs in the NATS subscription's goroutine: it never waits for an
+// actor, so one slow request cannot hold up the next.
+func (n *Node) handle(msg *nats.Msg) {
+	op := strings.TrimPrefix(msg.Subject, n.cfg.Namespace+".v1.")
+	var req Request
+	if err := json.Unmarshal(msg.Data, &req); err != nil {
+		n.respond(msg, op, Reply{Code: CodeInvalidRequest, Detail: "request is not JSON"})
+		return
+	}
+	if req.BudgetMS <= 0 {
+		// The gateway has given up already; starting the work would only
+		// spend what the next request needs.
+		n.respond(msg, op, Reply{ID: req.ID, Code: CodeUnavailable, Detail: "request budget spent"})
+		return
+	}
+	concern, _, _ := strings.Cut(op, ".")
+	inflight, ok := n.inflight[concern]
+	if !ok {
+		n.respond(msg, op, Reply{ID: req.ID, Code: CodeNotFound, Detail: "unknown operation " + op})
+		return
+	}
+	if inflight.Add(1) > int64(n.cfg.MaxInflight) {
+		inflight.Add(-1)
+		n.overloaded.WithLabelValues(concern).Inc()
+		n.respond(msg, op, Reply{ID: req.ID, Code: CodeOverloaded, Detail: concern + " is at capacity"})
+		return
+	}
+	call := newCall(req, time.Now().Add(time.Duration(req.BudgetMS)*time.Millisecond))
+	n.waits.Add(1)
+	go func() {
+		defer n.waits.Done()
+		defer inflight.Add(-1)
+		n.respond(msg, op, n.dispatch(op, call, req.Body))
+	}()
+}
+
+// dispatch turns one request into its actor message and waits for the
+// reply or the deadline.
+func (n *Node) dispatch(op string, call Call, body json.RawMessage) Reply {
+	if op == "system.ping" {
+		return n.ping(call)
+	}
+	m, concern, err := message(op, call, body)
+	if err != nil {
+		return Reply{ID: call.ID, Code: CodeInvalidRequest, Detail: err.Error()}
+	}
+	n.engine.Send(n.pids[concern], m)
+	return wait(call)
+}
+
+// message decodes body into the actor message for op.
+func message(op string, call Call, body json.RawMessage) (any, string, error) {
+	switch op {
+	}
+	return nil, "", fmt.Errorf("unknown operation %s", op)
+}
+
+func wait(call Call) Reply {
+	t := time.NewTimer(time.Until(call.Deadline))
+	defer t.Stop()
+	select {
+	case r := <-call.reply:
+		return r
+	case <-t.C:
+		return Reply{ID: call.ID, Code: CodeUnavailable, Detail: "no answer within the request budget"}
+	}
+}
+
+// ping asks every concern for its state, each on its own Call, so the
+// answer shows that each actor can receive and reply.
+func (n *Node) ping(call Call) Reply {
+	result := PingResult{NodeID: n.cfg.ID, Concerns: map[string]string{"hasher": StateUp}}
+	for _, concern := range Concerns {
+		pid, ok := n.pids[concern]
+		if !ok {
+			continue
+		}
+		c := call
+		c.reply = make(chan Reply, 1)
+		n.engine.Send(pid, Ping{c})
+		r := wait(c)
+		switch {
+		case r.Code != "":
+			return r
+		case r.ID != call.ID:
+			return Reply{ID: call.ID, Code: CodeInternal, Detail: "a reply came back for another request"}
+		}
+		var state string
+		if err := json.Unmarshal(r.Body, &state); err != nil {
+			state = StateDown
+		}
+		result.Concerns[concern] = state
+	}
+	body, _ := json.Marshal(result)
+	return Reply{ID: call.ID, Body: body}
+}
+
+func (n *Node) respond(msg *nats.Msg, op string, r Reply) {
+	n.requests.WithLabelValues(op, r.Code).Inc()
+	data, err := json.Marshal(r)
+	if err != nil {
+		n.cfg.Log.Error("encode reply", "op", op, "err", err)
+		return
+	}
+	if err := msg.Respond(data); err != nil {
+		n.cfg.Log.Warn("send reply", "op", op, "err", err)
+	}
+}

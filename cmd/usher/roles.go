@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"slices"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for goose
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/usher-auth/usher/actors"
+	"github.com/usher-auth/usher/gateway"
+	"github.com/usher-auth/usher/migrations"
+	"github.com/usher-auth/usher/store"
+)
+
+// shutdownTimeout is how long in-flight work gets after SIGTERM.
+const shutdownTimeout = 20 * time.Second
+
+// process holds what the roles of one process share, and how to stop it.
+type process struct {
+	cfg     config
+	log     *slog.Logger
+	metrics *prometheus.Registry
+	db      *store.DB
+	redis   *redis.Client
+	nc      *nats.Conn
+	amqp    *amqp.Connection
+	// stops run in reverse order of start.
+	stops []func(context.Context) error
+}
+
+func (p *process) onStop(f func(context.Context) error) { p.stops = append(p.stops, f) }
+
+// needs says which dependencies each role connects to at start.
+var needs = map[string][]string{
+	"serve":   {"postgres", "redis", "nats", "amqp"},
+	"gateway": {"postgres", "nats"},
+	"node":    {"postgres", "redis", "nats"},
+	"bridge":  {"nats", "amqp"},
+	"mailer":  {"postgres", "amqp"},
+}
+
+// runRoles starts the role (serve: every role), waits for ctx to end, then
+// shuts down: stop accepting, finish what is in flight, drain NATS.
+func runRoles(ctx context.Context, cfg config, role string, args []string, stderr io.Writer) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q", role, args)
+	}
+	p := &process{cfg: cfg, log: newLogger(cfg, stderr, role), metrics: prometheus.NewRegistry()}
+	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer p.stop()
+	if role != "serve" && cfg.NATSURL == "" {
+		p.cfg.NATSURL = nats.DefaultURL
+	}
+	if err := p.connect(ctx, role); err != nil {
+		return err
+	}
+	if err := p.startAdmin(); err != nil {
+		return err
+	}
+	if role == "serve" || role == "node" {
+		if err := p.startNode(); err != nil {
+			return err
+		}
+	}
+	if role == "serve" || role == "gateway" {
+		if err := p.startGateway(); err != nil {
+			return err
+		}
+	}
+	p.log.Info("started", "http", cfg.HTTPAddr, "admin", cfg.AdminAddr)
+	<-ctx.Done()
+	p.log.Info("shutting down")
+	return p.stop()
+}
+
+func newLogger(cfg config, w io.Writer, role string) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("role", role)
+}
+
+// stop runs the stop functions once, newest first.
+func (p *process) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(p.stops) - 1; i >= 0; i-- {
+		errs = append(errs, p.stops[i](ctx))
+	}
+	p.stops = nil
+	return errors.Join(errs...)
+}
+
+func (p *process) connect(ctx context.Context, role string) error {
+	need := needs[role]
+	if slices.Contains(need, "postgres") {
+		db, err := connectPostgres(ctx, p.cfg)
+		if err != nil {
+			return err
+		}
+		p.db = db
+		p.onStop(func(context.Context) error { db.Close(); return nil })
+		if role == "serve" && p.cfg.AutoMigrate {
+			if err := migrate(ctx, p.cfg.DatabaseURL); err != nil {
+				return err
+			}
+		}
+	}
+	if slices.Contains(need, "redis") {
+		rdb, err := connectRedis(ctx, p.cfg)
+		if err != nil {
+			return err
+		}
+		p.redis = rdb
+		p.onStop(func(context.Context) error { return rdb.Close() })
+	}
+	if slices.Contains(need, "amqp") {
+		conn, err := connectAMQP(p.cfg)
+		if err != nil {
+			return err
+		}
+		p.amqp = conn
+		p.onStop(func(context.Context) error { return conn.Close() })
+	}
+	if slices.Contains(need, "nats") {
+		var srv *natsserver.Server
+		var nc *nats.Conn
+		var err error
+		if p.cfg.NATSURL == "" {
+			srv, nc, err = embeddedNATS(p.cfg)
+		} else {
+			nc, err = connectNATS(p.cfg, "usher-"+role, p.log)
+		}
+		if err != nil {
+			return err
+		}
+		p.nc = nc
+		p.onStop(func(context.Context) error {
+			nc.Close()
+			if srv != nil {
+				srv.Shutdown()
+			}
+			return nil
+		})
+	}
+	return nil
+}
+
+func migrate(ctx context.Context, url string) error {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer db.Close()
+	return migrations.Up(ctx, db)
+}
+
+func runMigrate(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	return migrations.Command(ctx, cfg.DatabaseURL, args, stdout)
+}
+
+func (p *process) startNode() error {
+	id := p.cfg.NodeID
+	if id == "" {
+		host, _ := os.Hostname()
+		id = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	node, err := actors.Start(p.nc, actors.Config{
+		ID:          id,
+		Namespace:   p.cfg.Namespace,
+		MaxInflight: p.cfg.MaxInflight,
+		DB:          p.db,
+		Redis:       p.redis,
+		Log:         p.log,
+		Metrics:     p.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	p.onStop(node.Stop)
+	return nil
+}
+
+func (p *process) startGateway() error {
+	h := gateway.New(gateway.Config{
+		NATS:      p.nc,
+		DB:        p.db,
+		Namespace: p.cfg.Namespace,
+		Timeout:   p.cfg.RequestTimeout,
+		Log:       p.log,
+		Metrics:   p.metrics,
+	})
+	return p.serveHTTP("HTTP", p.cfg.HTTPAddr, h)
+}
+
+// startAdmin serves /metrics, and pprof when asked, apart from the public
+// listener so neither is exposed with the API.
+func (p *process) startAdmin() error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics, promhttp.HandlerOpts{}))
+	if p.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return p.serveHTTP("admin", p.cfg.AdminAddr, mux)
+}
+
+// serveHTTP listens now, so a taken port fails the start, and serves until
+// the process stops; Shutdown lets in-flight requests finish.
+func (p *process) serveHTTP(name, addr string, h http.Handler) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s listener on %s: %w", name, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error(name+" server", "err", err)
+		}
+	}()
+	p.onStop(srv.Shutdown)
+	return nil
+}

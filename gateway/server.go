@@ -1,0 +1,125 @@
+// Package gateway is usher's REST front: it checks each HTTP request, turns
+// it into a node request over NATS and the reply back into HTTP.
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/usher-auth/usher/internal/testhooks"
+	"github.com/usher-auth/usher/store"
+)
+
+// Config is what a gateway needs. Every field is required.
+type Config struct {
+	NATS      *nats.Conn
+	DB        *store.DB
+	Namespace string
+	// Timeout is the budget of one request to a node.
+	Timeout time.Duration
+	Log     *slog.Logger
+	Metrics prometheus.Registerer
+}
+
+type server struct {
+	log   *slog.Logger
+	db    *store.DB
+	nc    *nats.Conn
+	nodes *nodes
+}
+
+// New builds the HTTP handler of the whole API.
+func New(cfg Config) http.Handler {
+	s := &server{
+		log:   cfg.Log,
+		db:    cfg.DB,
+		nc:    cfg.NATS,
+		nodes: &nodes{nc: cfg.NATS, namespace: cfg.Namespace, timeout: cfg.Timeout},
+	}
+	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "usher_http_request_duration_seconds",
+		Help:    "HTTP request duration by route template, method and status.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"route", "method", "status"})
+	cfg.Metrics.MustRegister(durations)
+
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, "not_found", "no route "+r.URL.Path)
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
+	})
+	r.Use(rememberRoute)
+	addRoutes(r, s)
+
+	var h http.Handler = r
+	h = checkBody(h)
+	h = recoverPanics(cfg.Log)(h)
+	h = observe(cfg.Log, durations)(h)
+	h = withRequestID(h)
+	return h
+}
+
+// notImplemented answers routes whose capability is not built yet. It still
+// reads the body, so bad JSON is 400 here as on every route.
+func (s *server) notImplemented() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hasBody(r) {
+			var v any
+			if !decode(w, r, &v) {
+				return
+			}
+		}
+		writeProblem(w, "not_implemented", "not built yet")
+	})
+}
+
+// decode reads one JSON value from the body into v, refusing unknown
+// fields and trailing data. On failure it has written the problem.
+func decode[T any](w http.ResponseWriter, r *http.Request, v *T) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, next := dec.Token(); next != io.EOF {
+			err = errors.New("trailing data after the JSON value")
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooBig):
+		writeProblem(w, "payload_too_large", "request body is over 64 KiB")
+	case errors.Is(err, io.EOF):
+		writeProblem(w, "invalid_request", "request body is empty")
+	default:
+		writeProblem(w, "invalid_request", "malformed JSON: "+err.Error())
+	}
+	return false
+}
+
+func (s *server) ping() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		testhooks.Panic(r.Header.Get("X-Usher-Testhook"), "gateway.handler")
+		s.forward(w, r, "system.ping", nil, nil, http.StatusOK)
+	})
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
