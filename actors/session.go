@@ -10,7 +10,7 @@ import (
 )
 
 // sessionIdleAfter is how long a per-session child lives without messages.
-const sessionIdleAfter = 30 * time.Second
+var sessionIdleAfter = 30 * time.Second
 
 // sessionRouter routes each message to a child keyed by session id, so two
 // refreshes of one session on one node run one after the other. It never

@@ -54,11 +54,13 @@ func (s *supervisor) recoverer(concern string) actor.MiddlewareFunc {
 					return
 				}
 				s.report(concern, v)
-				if m, ok := c.Message().(caller); ok {
-					m.call().fail(CodeInternal, "internal error")
-				}
+				// Retire first: the caller may send its next request as soon
+				// as it has the answer, and that one must find a fresh child.
 				if f, ok := c.Receiver().(failer); ok {
 					f.failed(c)
+				}
+				if m, ok := c.Message().(caller); ok {
+					m.call().fail(CodeInternal, "internal error")
 				}
 			}()
 			next(c)

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"time"
 
 	"github.com/anthdm/hollywood/actor"
 
@@ -27,6 +28,7 @@ func (a *userActor) Receive(c *actor.Context) {
 
 func (a *userActor) ping(m Ping) {
 	testhooks.Panic(m.Testhook, "user.goroutine")
+	testhooks.Delay(m.Testhook, "user.slow", time.Second)
 	ctx, cancel := context.WithDeadline(context.Background(), m.Deadline)
 	defer cancel()
 	if err := a.db.Ping(ctx); err != nil {

@@ -5,8 +5,14 @@
 // no-op the compiler removes, and nothing reads the trigger from a request.
 package testhooks
 
+import "time"
+
 // Enabled reports whether this binary was built with -tags testhooks.
 const Enabled = false
 
 // Panic panics when trigger names the point where; never in normal builds.
 func Panic(trigger, where string) {}
+
+// Delay sleeps for d when trigger names the point where; never in normal
+// builds.
+func Delay(trigger, where string, d time.Duration) {}

@@ -2,6 +2,8 @@
 
 package testhooks
 
+import "time"
+
 // Enabled reports whether this binary was built with -tags testhooks.
 const Enabled = true
 
@@ -9,5 +11,12 @@ const Enabled = true
 func Panic(trigger, where string) {
 	if trigger == where {
 		panic("testhooks: injected panic at " + where)
+	}
+}
+
+// Delay sleeps for d when trigger names the point where.
+func Delay(trigger, where string, d time.Duration) {
+	if trigger == where {
+		time.Sleep(d)
 	}
 }

@@ -1,0 +1,46 @@
+# usher — see README.md. Every target works on a fresh machine with Go and
+# the services of README.md (make services starts them here).
+GO       ?= go
+FUZZTIME ?= 10s
+export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
+
+.PHONY: run test fuzz build bench migrate-up migrate-down lint services
+
+## run: start the services if needed, then usher serve on 127.0.0.1:8080
+run: services
+	$(GO) run ./cmd/usher serve
+
+## test: vet, format check, and every test against the real services
+test: lint
+	$(GO) test -count=1 -timeout 9m ./...
+
+## fuzz: each fuzz target for FUZZTIME
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+## build: the usher binary in bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/usher ./cmd/usher
+
+## bench: Go benchmarks of the hot paths
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+migrate-up:
+	$(GO) run ./cmd/usher migrate up
+
+migrate-down:
+	$(GO) run ./cmd/usher migrate down
+
+lint:
+	$(GO) vet ./...
+	$(GO) vet -tags testhooks ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+services:
+	bash .ci/services
