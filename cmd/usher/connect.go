@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -24,8 +25,10 @@ const connectTimeout = 5 * time.Second
 // unreachable is the one line an operator sees when a dependency is down:
 // which, where, and how to start it.
 func unreachable(what, rawURL, service string, err error) error {
-	return fmt.Errorf("%s is not reachable at %s: %v; start it (`docker compose up -d %s`, or see README.md, Services) or set the right URL",
-		what, where(rawURL), err, service)
+	// Drivers may report over several lines; the operator gets one.
+	cause := strings.Join(strings.Fields(err.Error()), " ")
+	return fmt.Errorf("%s is not reachable at %s: %s; start it (`make services` here, `docker compose up -d %s` with Docker) or set the right URL",
+		what, where(rawURL), cause, service)
 }
 
 // where is a URL's host without credentials, for messages and logs.
