@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/usher-auth/usher/internal/password"
+	"github.com/usher-auth/usher/internal/ratelimit"
 	"github.com/usher-auth/usher/store"
 )
 
@@ -29,6 +32,10 @@ type Config struct {
 	MaxInflight int
 	DB          *store.DB
 	Redis       *redis.Client
+	Limits      *ratelimit.Limiter
+	Tokens      Tokens
+	Lifetimes   Lifetimes
+	HashParams  password.Params
 	Log         *slog.Logger
 	Metrics     prometheus.Registerer
 }
@@ -47,6 +54,7 @@ type Node struct {
 	inflight map[string]*atomic.Int64
 	waits    sync.WaitGroup
 	sub      *nats.Subscription
+	stopKeys func()
 
 	requests   *prometheus.CounterVec
 	overloaded *prometheus.CounterVec
@@ -54,7 +62,11 @@ type Node struct {
 
 // Start spawns the concern actors and subscribes to <ns>.v1.> in the queue
 // group <ns>-nodes, so every node started shares the load.
-func Start(nc *nats.Conn, cfg Config) (*Node, error) {
+func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
+	mint, err := newMinter(ctx, cfg.DB, cfg.Tokens)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
 	engine, err := actor.NewEngine(actor.NewEngineConfig())
 	if err != nil {
 		return nil, fmt.Errorf("start actor engine: %w", err)
@@ -75,8 +87,12 @@ func Start(nc *nats.Conn, cfg Config) (*Node, error) {
 		}, []string{"concern"}),
 	}
 	cfg.Metrics.MustRegister(n.requests, n.overloaded)
-	n.hasher = newHasher(n.sup, 4*cfg.MaxInflight)
-	n.spawn()
+	n.hasher = newHasher(n.sup, 4*runtime.GOMAXPROCS(0), cfg.HashParams, cfg.Metrics)
+	n.spawn(deps{
+		db: cfg.DB, redis: cfg.Redis, sup: n.sup, hasher: n.hasher, mint: mint,
+		life: cfg.Lifetimes, limits: cfg.Limits, nc: nc, namespace: cfg.Namespace, log: cfg.Log,
+	})
+	n.stopKeys = n.reloadKeys(mint)
 	for _, c := range append([]string{"system"}, Concerns...) {
 		n.inflight[c] = new(atomic.Int64)
 	}
@@ -87,20 +103,31 @@ func Start(nc *nats.Conn, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) spawn() {
-	d := deps{db: n.cfg.DB, redis: n.cfg.Redis, sup: n.sup, hasher: n.hasher}
+func (n *Node) spawn(d deps) {
 	n.pids["user"] = n.engine.Spawn(newUserActor(d), "user", n.sup.opts("user")...)
 	n.pids["session"] = n.engine.Spawn(newSessionRouter(d), "session", n.sup.opts("session")...)
 	n.pids["token"] = n.engine.Spawn(newTokenActor(d), "token", n.sup.opts("token")...)
 	n.pids["cache"] = n.engine.Spawn(newCacheActor(d), "cache", n.sup.opts("cache")...)
 }
 
-// deps are what concern actors share.
-type deps struct {
-	db     *store.DB
-	redis  *redis.Client
-	sup    *supervisor
-	hasher *hasher
+// reloadKeys picks up a rotated signing key when its time comes.
+func (n *Node) reloadKeys(m *minter) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		t := time.NewTicker(keyReload)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := m.load(ctx); err != nil && ctx.Err() == nil {
+					n.cfg.Log.Warn("reload signing keys", "err", err)
+				}
+			}
+		}
+	}()
+	return cancel
 }
 
 // Stop stops taking requests, lets the ones in flight finish, then stops
@@ -123,6 +150,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		<-n.engine.Poison(pid).Done()
 	}
 	n.hasher.stop()
+	n.stopKeys()
 	return err
 }
 
@@ -176,11 +204,56 @@ func (n *Node) dispatch(op string, call Call, body json.RawMessage) Reply {
 	return wait(call)
 }
 
+// ops maps each operation to its concern and its message.
+var ops = map[string]opSpec{
+	"user.register":        op[Register]("user"),
+	"user.login":           op[Login]("user"),
+	"user.me":              op[GetMe]("user"),
+	"user.update_me":       op[UpdateMe]("user"),
+	"user.change_password": op[ChangePassword]("user"),
+	"user.delete_me":       op[DeleteMe]("user"),
+	"user.list":            op[ListUsers]("user"),
+	"user.get":             op[GetUser]("user"),
+	"user.update":          op[UpdateUser]("user"),
+	"user.delete":          op[DeleteUser]("user"),
+	"session.refresh":      op[Refresh]("session"),
+	"session.logout":       op[Logout]("session"),
+	"session.logout_all":   op[LogoutAll]("session"),
+	"session.list":         op[ListSessions]("session"),
+	"session.end":          op[EndSession]("session"),
+	"session.end_user":     op[EndUserSessions]("session"),
+}
+
+type opSpec struct {
+	concern string
+	decode  func(Call, json.RawMessage) (any, error)
+}
+
+// op decodes a body into message type T and gives it its Call.
+func op[T any, P interface {
+	*T
+	setCall(Call)
+}](concern string) opSpec {
+	return opSpec{concern, func(c Call, body json.RawMessage) (any, error) {
+		var m T
+		if len(body) > 0 {
+			if err := json.Unmarshal(body, &m); err != nil {
+				return nil, fmt.Errorf("decode body: %w", err)
+			}
+		}
+		P(&m).setCall(c)
+		return m, nil
+	}}
+}
+
 // message decodes body into the actor message for op.
 func message(op string, call Call, body json.RawMessage) (any, string, error) {
-	switch op {
+	spec, ok := ops[op]
+	if !ok {
+		return nil, "", fmt.Errorf("unknown operation %s", op)
 	}
-	return nil, "", fmt.Errorf("unknown operation %s", op)
+	m, err := spec.decode(call, body)
+	return m, spec.concern, err
 }
 
 func wait(call Call) Reply {

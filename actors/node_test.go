@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,11 +13,16 @@ import (
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
+	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/usher-auth/usher/internal/password"
+	"github.com/usher-auth/usher/internal/ratelimit"
 	"github.com/usher-auth/usher/internal/testenv"
+	"github.com/usher-auth/usher/internal/token"
+	"github.com/usher-auth/usher/migrations"
 	"github.com/usher-auth/usher/store"
 )
 
@@ -26,7 +32,16 @@ func startNode(t *testing.T, maxInflight int) (*nats.Conn, string) {
 	t.Helper()
 	testenv.Require(t, "NATS", "Redis", "PostgreSQL")
 	ctx := context.Background()
-	db, err := store.Open(ctx, testenv.Database(t))
+	url := testenv.Database(t)
+	sqlDB, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	if err := migrations.Up(ctx, sqlDB); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +59,16 @@ func startNode(t *testing.T, maxInflight int) (*nats.Conn, string) {
 		t.Fatalf("connect to NATS: %v", err)
 	}
 	t.Cleanup(nodeConn.Close)
-	node, err := Start(nodeConn, Config{
+	secret, _ := token.ParseSecret(token.NewSecret())
+	keys, _ := token.Derive(secret)
+	node, err := Start(ctx, nodeConn, Config{
 		ID: "n1", Namespace: ns, MaxInflight: maxInflight, DB: db, Redis: rdb,
-		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Metrics: prometheus.NewRegistry(),
+		Limits:     ratelimit.New(rdb, ns, false, nil),
+		Tokens:     Tokens{Keys: keys, Issuer: token.Issuer{Issuer: "http://usher.test", Audience: "usher"}, AccessTTL: time.Minute},
+		Lifetimes:  Lifetimes{Session: time.Hour, Idle: time.Hour, Grace: time.Second},
+		HashParams: password.Params{MemoryKiB: 64, Time: 1, Threads: 1},
+		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Metrics:    prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,9 @@ type Reply struct {
 	Code   string            `json:"code,omitempty"`
 	Detail string            `json:"detail,omitempty"`
 	Errors map[string]string `json:"errors,omitempty"`
-	Body   json.RawMessage   `json:"body,omitempty"`
+	// RetryAfter, in seconds, tells a rate-limited client when to come back.
+	RetryAfter int             `json:"retry_after,omitempty"`
+	Body       json.RawMessage `json:"body,omitempty"`
 }
 
 // Problem codes a node may answer with (API.md lists the whole set).
@@ -122,3 +124,105 @@ type PingResult struct {
 	NodeID   string            `json:"node_id"`
 	Concerns map[string]string `json:"concerns"`
 }
+
+// setCall lets the node put the Call into a decoded request message.
+func (c *Call) setCall(x Call) { *c = x }
+
+// Account requests. The JSON fields are the body a gateway sends; the
+// gateway has validated them.
+type (
+	Register struct {
+		Call     `json:"-"`
+		Email    string `json:"email"`
+		Password string `json:"password"`
+		Name     string `json:"name"`
+	}
+	Login struct {
+		Call     `json:"-"`
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	GetMe    struct{ Call }
+	UpdateMe struct {
+		Call `json:"-"`
+		Name string `json:"name"`
+	}
+	ChangePassword struct {
+		Call    `json:"-"`
+		Current string `json:"current_password"`
+		New     string `json:"new_password"`
+	}
+	DeleteMe struct {
+		Call     `json:"-"`
+		Password string `json:"password"`
+	}
+	ListUsers struct {
+		Call        `json:"-"`
+		Limit       int    `json:"limit"`
+		Cursor      string `json:"cursor"`
+		EmailPrefix string `json:"email_prefix"`
+	}
+	GetUser struct {
+		Call   `json:"-"`
+		UserID string `json:"id"`
+	}
+	UpdateUser struct {
+		Call     `json:"-"`
+		UserID   string  `json:"id"`
+		Role     *string `json:"role"`
+		Disabled *bool   `json:"disabled"`
+	}
+	DeleteUser struct {
+		Call   `json:"-"`
+		UserID string `json:"id"`
+	}
+)
+
+// Session requests.
+type (
+	Refresh struct {
+		Call  `json:"-"`
+		Token string `json:"refresh_token"`
+	}
+	Logout struct {
+		Call  `json:"-"`
+		Token string `json:"refresh_token"`
+	}
+	LogoutAll    struct{ Call }
+	ListSessions struct{ Call }
+	EndSession   struct {
+		Call      `json:"-"`
+		SessionID string `json:"id"`
+	}
+	EndUserSessions struct {
+		Call   `json:"-"`
+		UserID string `json:"id"`
+	}
+)
+
+// SessionView is one entry of GET /v1/users/me/sessions.
+type SessionView struct {
+	ID         string    `json:"id"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at"`
+	UserAgent  string    `json:"user_agent"`
+	IP         string    `json:"ip"`
+	Current    bool      `json:"current"`
+}
+
+// UserPage is the body of the admin user list.
+type UserPage struct {
+	Items      []UserView `json:"items"`
+	NextCursor string     `json:"next_cursor"`
+}
+
+// More problem codes.
+const (
+	CodeValidation         = "validation_failed"
+	CodeEmailTaken         = "email_taken"
+	CodeInvalidCredentials = "invalid_credentials"
+	CodeAccountDisabled    = "account_disabled"
+	CodeTokenInvalid       = "token_invalid"
+	CodeTokenExpired       = "token_expired"
+	CodeRateLimited        = "rate_limited"
+)

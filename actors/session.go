@@ -1,12 +1,15 @@
 package actors
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
 
 	"github.com/usher-auth/usher/internal/testhooks"
+	"github.com/usher-auth/usher/store"
 )
 
 // sessionIdleAfter is how long a per-session child lives without messages.
@@ -52,12 +55,49 @@ func (r *sessionRouter) Receive(c *actor.Context) {
 	case actor.Started, actor.Stopped:
 	case Ping:
 		r.route(c, "ping", m)
+	case Refresh:
+		r.routeToken(c, m.Call, m.Token, func(sid string, n int64) any { return refreshAt{m, sid, n} })
+	case Logout:
+		r.routeToken(c, m.Call, m.Token, func(sid string, n int64) any { return logoutAt{m, sid} })
+	case LogoutAll:
+		r.route(c, m.Claims.SessionID, m)
+	case ListSessions:
+		r.route(c, m.Claims.SessionID, m)
+	case EndSession:
+		r.route(c, m.Claims.SessionID, m)
+	case EndUserSessions:
+		r.route(c, "user:"+m.UserID, m)
 	case childIdle:
 		r.passivate(c, m)
 	case childFailed:
 		r.retire(c, m.key, m.pid)
 	}
 }
+
+// routeToken checks a refresh token's MAC (no I/O) and sends the request
+// to the child of the session it names.
+func (r *sessionRouter) routeToken(c *actor.Context, call Call, tok string, msg func(sid string, counter int64) any) {
+	sid, counter, err := r.mint.Keys.ParseRefresh(tok)
+	if err != nil {
+		call.fail(CodeTokenInvalid, "refresh token is not valid")
+		return
+	}
+	r.route(c, sid, msg(sid, counter))
+}
+
+// refreshAt and logoutAt carry a verified refresh token's parts to the
+// session's child.
+type (
+	refreshAt struct {
+		Refresh
+		sid     string
+		counter int64
+	}
+	logoutAt struct {
+		Logout
+		sid string
+	}
+)
 
 func (r *sessionRouter) route(c *actor.Context, key string, msg any) {
 	ref, ok := r.children[key]
@@ -133,11 +173,87 @@ func (s *sessionChild) Receive(c *actor.Context) {
 }
 
 func (s *sessionChild) serve(m caller) {
+	ctx, cancel := context.WithDeadline(context.Background(), m.call().Deadline)
+	defer cancel()
 	switch m := m.(type) {
 	case Ping:
 		testhooks.Panic(m.Testhook, "session.child")
 		m.ok(StateUp)
+	case refreshAt:
+		s.refresh(ctx, m)
+	case logoutAt:
+		s.done(m.Call, m.sid, s.db.EndSession(ctx, m.sid, ""), CodeTokenInvalid)
+	case LogoutAll:
+		s.endAll(ctx, m.Call, m.Claims.UserID)
+	case ListSessions:
+		s.list(ctx, m)
+	case EndSession:
+		s.done(m.Call, m.SessionID, s.db.EndSession(ctx, m.SessionID, m.Claims.UserID), CodeNotFound)
+	case EndUserSessions:
+		s.endAll(ctx, m.Call, m.UserID)
 	}
+}
+
+func (s *sessionChild) refresh(ctx context.Context, m refreshAt) {
+	r, err := s.db.Refresh(ctx, m.sid, m.counter, s.life.Grace, s.life.Idle)
+	switch {
+	case errors.Is(err, store.ErrReuse):
+		s.revoked([]string{m.sid})
+		m.fail(CodeTokenInvalid, "refresh token was already used; the session has ended")
+	case errors.Is(err, store.ErrSessionExpired):
+		m.fail(CodeTokenExpired, "the session has expired; sign in again")
+	case errors.Is(err, store.ErrSessionEnded):
+		m.fail(CodeTokenInvalid, "the session has ended; sign in again")
+	case err != nil:
+		s.fail(m.Call, err)
+	default:
+		pair, err := s.mint.pair(r.User, r.Session, r.Now)
+		if err != nil {
+			s.fail(m.Call, err)
+			return
+		}
+		m.ok(pair)
+	}
+}
+
+// done answers a session-ending request: success, or notFound when there
+// was no such live session. The ended session is published.
+func (s *sessionChild) done(call Call, sid string, err error, notFound string) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		call.fail(notFound, "no such session")
+	case err != nil:
+		s.fail(call, err)
+	default:
+		s.revoked([]string{sid})
+		call.answer(Reply{})
+	}
+}
+
+func (s *sessionChild) endAll(ctx context.Context, call Call, userID string) {
+	ended, err := s.db.EndSessionsOf(ctx, userID)
+	if err != nil {
+		s.fail(call, err)
+		return
+	}
+	s.revoked(ended)
+	call.answer(Reply{})
+}
+
+func (s *sessionChild) list(ctx context.Context, m ListSessions) {
+	sessions, err := s.db.SessionsOf(ctx, m.Claims.UserID)
+	if err != nil {
+		s.fail(m.Call, err)
+		return
+	}
+	items := make([]SessionView, 0, len(sessions))
+	for _, x := range sessions {
+		items = append(items, SessionView{
+			ID: x.ID, CreatedAt: x.CreatedAt.UTC(), LastUsedAt: x.LastUsedAt.UTC(),
+			UserAgent: x.UserAgent, IP: x.IP, Current: x.ID == m.Claims.SessionID,
+		})
+	}
+	m.ok(map[string]any{"items": items})
 }
 
 func (s *sessionChild) checkIdle(c *actor.Context) {

@@ -2,15 +2,19 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
+	"github.com/google/uuid"
 
 	"github.com/usher-auth/usher/internal/testhooks"
+	"github.com/usher-auth/usher/store"
 )
 
 // userActor owns accounts. It never blocks in Receive: each request's
-// database work runs in a goroutine that answers the request's own Call.
+// work runs in a goroutine that answers the request's own Call, so one slow
+// query never serializes a node.
 type userActor struct{ deps }
 
 func newUserActor(d deps) actor.Producer {
@@ -22,18 +26,244 @@ func (a *userActor) Receive(c *actor.Context) {
 	case actor.Started, actor.Stopped:
 	case Ping:
 		testhooks.Panic(m.Testhook, "user.receive")
-		a.sup.spawn("user", m.Call, func() { a.ping(m) })
+		a.run(m.Call, func(ctx context.Context) { a.ping(ctx, m) })
+	case Register:
+		a.run(m.Call, func(ctx context.Context) { a.register(ctx, m) })
+	case Login:
+		a.run(m.Call, func(ctx context.Context) { a.login(ctx, m) })
+	case GetMe:
+		a.run(m.Call, func(ctx context.Context) { a.getUser(ctx, m.Call, m.Claims.UserID) })
+	case UpdateMe:
+		a.run(m.Call, func(ctx context.Context) { a.updateMe(ctx, m) })
+	case ChangePassword:
+		a.run(m.Call, func(ctx context.Context) { a.changePassword(ctx, m) })
+	case DeleteMe:
+		a.run(m.Call, func(ctx context.Context) { a.deleteMe(ctx, m) })
+	case ListUsers:
+		a.run(m.Call, func(ctx context.Context) { a.list(ctx, m) })
+	case GetUser:
+		a.run(m.Call, func(ctx context.Context) { a.getUser(ctx, m.Call, m.UserID) })
+	case UpdateUser:
+		a.run(m.Call, func(ctx context.Context) { a.updateUser(ctx, m) })
+	case DeleteUser:
+		a.run(m.Call, func(ctx context.Context) { a.deleteUser(ctx, m.Call, m.UserID) })
 	}
 }
 
-func (a *userActor) ping(m Ping) {
+// run does f in a supervised goroutine with the request's deadline.
+func (a *userActor) run(call Call, f func(context.Context)) {
+	a.sup.spawn("user", call, func() {
+		ctx, cancel := context.WithDeadline(context.Background(), call.Deadline)
+		defer cancel()
+		f(ctx)
+	})
+}
+
+func (a *userActor) ping(ctx context.Context, m Ping) {
 	testhooks.Panic(m.Testhook, "user.goroutine")
 	testhooks.Delay(m.Testhook, "user.slow", time.Second)
-	ctx, cancel := context.WithDeadline(context.Background(), m.Deadline)
-	defer cancel()
 	if err := a.db.Ping(ctx); err != nil {
 		m.ok(StateDown)
 		return
 	}
 	m.ok(StateUp)
+}
+
+func (a *userActor) register(ctx context.Context, m Register) {
+	if !a.allow(ctx, m.Call, limitRegisterIP, m.Client.IP) {
+		return
+	}
+	hash, err := a.hasher.hash(m.Call, m.Password)
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	u, s, now, err := a.db.Register(ctx, store.NewUser{Email: m.Email, PasswordHash: hash, Name: m.Name}, a.newSession(m.Call))
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	a.answerPair(m.Call, u, s, now)
+}
+
+func (a *userActor) login(ctx context.Context, m Login) {
+	if !a.allow(ctx, m.Call, limitLoginIP, m.Client.IP) || !a.allow(ctx, m.Call, limitLoginEmail, m.Email) {
+		return
+	}
+	u, err := a.db.UserByEmail(ctx, m.Email)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.fail(m.Call, err)
+		return
+	}
+	// An unknown email is verified against a dummy hash: the same work and
+	// the same answer as a wrong password.
+	ok, rehash, err := a.hasher.verify(m.Call, m.Password, u.PasswordHash)
+	if err != nil && !isHashRefusal(err) {
+		a.fail(m.Call, err)
+		return
+	}
+	if !ok {
+		m.fail(CodeInvalidCredentials, "wrong email or password")
+		return
+	}
+	if u.DisabledAt != nil {
+		m.fail(CodeAccountDisabled, "this account is disabled")
+		return
+	}
+	if rehash {
+		a.rehash(ctx, m.Call, u, m.Password)
+	}
+	u, s, now, err := a.db.StartSession(ctx, u.ID, u.CredentialsVersion, a.newSession(m.Call))
+	if errors.Is(err, store.ErrStale) {
+		// The password changed while this login checked the old one.
+		m.fail(CodeInvalidCredentials, "wrong email or password")
+		return
+	}
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	a.answerPair(m.Call, u, s, now)
+}
+
+// rehash replaces an imported or outdated hash after a successful login. A
+// failure only means it is tried again next time.
+func (a *userActor) rehash(ctx context.Context, call Call, u store.User, pw string) {
+	hash, err := a.hasher.hash(call, pw)
+	if err == nil {
+		err = a.db.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash)
+	}
+	if err != nil {
+		a.sup.log.Warn("re-hash password", "user", u.ID, "err", err)
+	}
+}
+
+func (a *userActor) newSession(call Call) store.NewSession {
+	return store.NewSession{
+		ID:        uuid.NewString(),
+		Lifetime:  a.life.Session,
+		UserAgent: truncate(call.Client.UserAgent, 512),
+		IP:        call.Client.IP,
+	}
+}
+
+func (a *userActor) answerPair(call Call, u store.User, s store.Session, now time.Time) {
+	pair, err := a.mint.pair(u, s, now)
+	if err != nil {
+		a.fail(call, err)
+		return
+	}
+	call.ok(pair)
+}
+
+func (a *userActor) getUser(ctx context.Context, call Call, id string) {
+	u, err := a.db.UserByID(ctx, id)
+	if err != nil {
+		a.fail(call, err)
+		return
+	}
+	call.ok(viewOf(u))
+}
+
+func (a *userActor) updateMe(ctx context.Context, m UpdateMe) {
+	u, err := a.db.SetName(ctx, m.Claims.UserID, m.Name)
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	m.ok(viewOf(u))
+}
+
+// checkPassword loads the caller and verifies pw; on failure it has
+// answered (403 invalid_credentials on these routes).
+func (a *userActor) checkPassword(ctx context.Context, call Call, pw string) (store.User, bool) {
+	u, err := a.db.UserByID(ctx, call.Claims.UserID)
+	if err != nil {
+		a.fail(call, err)
+		return u, false
+	}
+	ok, _, err := a.hasher.verify(call, pw, u.PasswordHash)
+	if err != nil && !isHashRefusal(err) {
+		a.fail(call, err)
+		return u, false
+	}
+	if !ok {
+		call.fail(CodeInvalidCredentials, "the current password is wrong")
+		return u, false
+	}
+	return u, true
+}
+
+func (a *userActor) changePassword(ctx context.Context, m ChangePassword) {
+	u, ok := a.checkPassword(ctx, m.Call, m.Current)
+	if !ok {
+		return
+	}
+	hash, err := a.hasher.hash(m.Call, m.New)
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	ended, err := a.db.ChangePassword(ctx, u.ID, u.CredentialsVersion, hash, m.Claims.SessionID)
+	if errors.Is(err, store.ErrStale) {
+		m.fail(CodeInvalidCredentials, "the password changed meanwhile; sign in again")
+		return
+	}
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	a.revoked(ended)
+	m.answer(Reply{})
+}
+
+func (a *userActor) deleteMe(ctx context.Context, m DeleteMe) {
+	if _, ok := a.checkPassword(ctx, m.Call, m.Password); !ok {
+		return
+	}
+	a.deleteUser(ctx, m.Call, m.Claims.UserID)
+}
+
+func (a *userActor) deleteUser(ctx context.Context, call Call, id string) {
+	ended, err := a.db.DeleteUser(ctx, id)
+	if err != nil {
+		a.fail(call, err)
+		return
+	}
+	a.revoked(ended)
+	call.answer(Reply{})
+}
+
+func (a *userActor) list(ctx context.Context, m ListUsers) {
+	page, err := a.db.ListUsers(ctx, m.Limit, m.Cursor, m.EmailPrefix)
+	if errors.Is(err, store.ErrBadCursor) {
+		m.answer(Reply{Code: CodeInvalidRequest, Detail: "cursor is not one this API returned", Errors: map[string]string{"cursor": "invalid"}})
+		return
+	}
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	out := UserPage{Items: make([]UserView, 0, len(page.Users)), NextCursor: page.Next}
+	for _, u := range page.Users {
+		out.Items = append(out.Items, viewOf(u))
+	}
+	m.ok(out)
+}
+
+func (a *userActor) updateUser(ctx context.Context, m UpdateUser) {
+	u, ended, err := a.db.AdminUpdate(ctx, m.UserID, store.AdminChange{Role: m.Role, Disabled: m.Disabled})
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	a.revoked(ended)
+	m.ok(viewOf(u))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }

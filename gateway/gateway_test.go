@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,14 +16,21 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	_ "github.com/jackc/pgx/v5/stdlib"
+
 	"github.com/usher-auth/usher/internal/testenv"
+	"github.com/usher-auth/usher/internal/token"
+	"github.com/usher-auth/usher/migrations"
 	"github.com/usher-auth/usher/store"
 )
 
+// testIssuer is the iss of the test gateway's tokens.
+const testIssuer = "http://usher.test"
+
 // newTestGateway serves the gateway in-process on the shared NATS server
-// under a fresh namespace where no node listens, and returns its URL and
-// its log.
-func newTestGateway(t *testing.T) (string, *bytes.Buffer) {
+// under a fresh namespace where no node listens, and returns its URL, its
+// log and an admin access token it accepts.
+func newTestGateway(t *testing.T) (string, *bytes.Buffer, string) {
 	t.Helper()
 	testenv.Require(t, "NATS", "PostgreSQL")
 	nc, err := nats.Connect(testenv.NATSURL)
@@ -30,20 +38,45 @@ func newTestGateway(t *testing.T) (string, *bytes.Buffer) {
 		t.Fatalf("connect to NATS: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	db, err := store.Open(t.Context(), testenv.Database(t))
+	url := testenv.Database(t)
+	sqlDB, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	if err := migrations.Up(t.Context(), sqlDB); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
+	// The gateway needs only the public half of a signing key.
+	key, _ := token.NewSigningKey()
+	if err := db.AddSigningKey(t.Context(), store.SigningKeyRow{ID: key.ID, Public: key.Public(), Sealed: []byte{0}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := token.Issuer{Issuer: testIssuer, Audience: "usher"}.Sign(key, token.Claims{
+		Subject: "0b7e5d3c-54f1-4b2e-9a4d-1c2b3a4d5e6f", SessionID: "1b7e5d3c-54f1-4b2e-9a4d-1c2b3a4d5e6f",
+		Role: "admin", Email: "admin@example.com", IssuedAt: time.Now(), Expires: time.Now().Add(time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &bytes.Buffer{}
-	h := New(Config{
+	h, err := New(t.Context(), Config{
 		NATS: nc, DB: db, Namespace: testenv.Namespace(t), Timeout: time.Second,
+		Issuer: testIssuer, Audience: "usher", AccessTTL: 15 * time.Minute,
 		Log:     slog.New(slog.NewJSONHandler(logs, nil)),
 		Metrics: prometheus.NewRegistry(),
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv.URL, logs
+	return srv.URL, logs, admin
 }
 
 type route struct{ path, method string }
@@ -68,11 +101,14 @@ func routes(t *testing.T) []route {
 	return out
 }
 
-func send(t *testing.T, method, url, contentType string, body io.Reader) (*http.Response, problem) {
+func send(t *testing.T, method, url, contentType string, body io.Reader, bearer ...string) (*http.Response, problem) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(bearer) > 0 {
+		req.Header.Set("Authorization", "Bearer "+bearer[0])
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -100,7 +136,7 @@ func wantProblem(t *testing.T, what string, resp *http.Response, p problem, stat
 }
 
 func TestBadRequestsOnEveryRouteAreProblems(t *testing.T) {
-	base, _ := newTestGateway(t)
+	base, _, admin := newTestGateway(t)
 	oversized := `{"name":"` + strings.Repeat("a", maxBody) + `"}`
 	byPath := map[string][]string{}
 	for _, rt := range routes(t) {
@@ -109,11 +145,13 @@ func TestBadRequestsOnEveryRouteAreProblems(t *testing.T) {
 			continue
 		}
 		what := rt.method + " " + rt.path
-		resp, p := send(t, rt.method, base+rt.path, "application/json", strings.NewReader(`{"email":`))
-		wantProblem(t, what+" malformed JSON", resp, p, 400, "invalid_request")
-		resp, p = send(t, rt.method, base+rt.path, "text/plain", strings.NewReader(`{}`))
+		resp, p := send(t, rt.method, base+rt.path, "application/json", strings.NewReader(`{"email":`), admin)
+		if takesBody(rt) {
+			wantProblem(t, what+" malformed JSON", resp, p, 400, "invalid_request")
+		}
+		resp, p = send(t, rt.method, base+rt.path, "text/plain", strings.NewReader(`{}`), admin)
 		wantProblem(t, what+" text/plain", resp, p, 415, "unsupported_media_type")
-		resp, p = send(t, rt.method, base+rt.path, "application/json", strings.NewReader(oversized))
+		resp, p = send(t, rt.method, base+rt.path, "application/json", strings.NewReader(oversized), admin)
 		wantProblem(t, what+" oversized", resp, p, 413, "payload_too_large")
 	}
 	for path, methods := range byPath {
@@ -130,8 +168,18 @@ func TestBadRequestsOnEveryRouteAreProblems(t *testing.T) {
 	wantProblem(t, "unknown route", resp, p, 404, "not_found")
 }
 
+// takesBody reports whether a route reads a JSON body; the others ignore
+// one after the content checks every body gets.
+func takesBody(rt route) bool {
+	switch rt.method + " " + rt.path {
+	case "POST /v1/auth/logout-all":
+		return false
+	}
+	return !strings.Contains(rt.path, "/sessions") && !(rt.method == http.MethodDelete && strings.HasPrefix(rt.path, "/v1/admin/"))
+}
+
 func TestOversizedChunkedBodyIs413(t *testing.T) {
-	base, _ := newTestGateway(t)
+	base, _, _ := newTestGateway(t)
 	// No Content-Length: the limit must hold while reading.
 	body := io.MultiReader(strings.NewReader(`{"name":"`), strings.NewReader(strings.Repeat("a", 2*maxBody)), strings.NewReader(`"}`))
 	resp, p := send(t, http.MethodPost, base+"/v1/auth/register", "application/json", body)
@@ -139,7 +187,7 @@ func TestOversizedChunkedBodyIs413(t *testing.T) {
 }
 
 func TestBodylessPostNeedsNoContentType(t *testing.T) {
-	base, _ := newTestGateway(t)
+	base, _, _ := newTestGateway(t)
 	resp, p := send(t, http.MethodPost, base+"/v1/auth/logout-all", "", nil)
 	if resp.StatusCode == http.StatusUnsupportedMediaType || p.Code == "invalid_request" {
 		t.Fatalf("body-less POST: got %d %q, want it judged without a content type", resp.StatusCode, p.Code)
@@ -147,13 +195,13 @@ func TestBodylessPostNeedsNoContentType(t *testing.T) {
 }
 
 func TestJSONWithCharsetIsAccepted(t *testing.T) {
-	base, _ := newTestGateway(t)
+	base, _, _ := newTestGateway(t)
 	resp, p := send(t, http.MethodPost, base+"/v1/auth/login", "application/json; charset=utf-8", strings.NewReader(`{"email":`))
 	wantProblem(t, "charset parameter", resp, p, 400, "invalid_request")
 }
 
 func TestNoNodeIs503WithRetryAfter(t *testing.T) {
-	base, _ := newTestGateway(t)
+	base, _, _ := newTestGateway(t)
 	resp, p := send(t, http.MethodGet, base+"/v1/system/ping", "", nil)
 	wantProblem(t, "no node", resp, p, 503, "unavailable")
 	if resp.Header.Get("Retry-After") == "" {
@@ -166,7 +214,7 @@ func TestNoNodeIs503WithRetryAfter(t *testing.T) {
 }
 
 func TestRequestIDIsEchoedOnlyWhenSane(t *testing.T) {
-	base, _ := newTestGateway(t)
+	base, _, _ := newTestGateway(t)
 	for _, c := range []struct{ sent, want string }{
 		{"abc-123", "abc-123"},
 		{"bad id with spaces", ""},
@@ -187,7 +235,7 @@ func TestRequestIDIsEchoedOnlyWhenSane(t *testing.T) {
 }
 
 func TestAccessLogRedactsQueryStrings(t *testing.T) {
-	base, logs := newTestGateway(t)
+	base, logs, _ := newTestGateway(t)
 	secret := "s3cr3t-token-value"
 	resp, err := http.Get(base + "/v1/auth/verify-email?token=" + secret)
 	if err != nil {

@@ -43,6 +43,11 @@ func (s *server) readyz() http.Handler {
 			fail("nats", actors.StateDown)
 		}
 		s.checkNode(r, checks, fail)
+		if s.revoked.ready() {
+			checks["revocations"] = actors.StateUp
+		} else {
+			fail("revocations", "loading")
+		}
 
 		status, state := http.StatusOK, "ready"
 		if !ready {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,7 @@ type nodes struct {
 	nc        *nats.Conn
 	namespace string
 	timeout   time.Duration
+	client    func(*http.Request) actors.Client
 }
 
 // errUnavailable means no node answered: none is subscribed, or none
@@ -31,7 +33,7 @@ var errUnavailable = errors.New("no node answered")
 func (n *nodes) call(r *http.Request, op string, claims *actors.Claims, body any) (actors.Reply, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), n.timeout)
 	defer cancel()
-	req := actors.Request{ID: requestID(r), Claims: claims, Client: client(r)}
+	req := actors.Request{ID: requestID(r), Claims: claims, Client: n.client(r)}
 	if body != nil {
 		raw, err := json.Marshal(body)
 		if err != nil {
@@ -63,12 +65,6 @@ func (n *nodes) call(r *http.Request, op string, claims *actors.Claims, body any
 	return reply, nil
 }
 
-// client describes the caller for the node. The IP is the connection's
-// address; trusted proxies come with the accounts work.
-func client(r *http.Request) actors.Client {
-	return actors.Client{IP: remoteIP(r), UserAgent: r.UserAgent()}
-}
-
 // forward answers r with a node's reply to op: status on success, the
 // problem otherwise.
 func (s *server) forward(w http.ResponseWriter, r *http.Request, op string, claims *actors.Claims, body any, status int) {
@@ -78,12 +74,31 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, op string, clai
 		return
 	}
 	if reply.Code != "" {
-		writeProblemStatus(w, statusOf[reply.Code], reply.Code, reply.Detail, reply.Errors)
+		if reply.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(reply.RetryAfter))
+		}
+		code := statusOf[reply.Code]
+		if override, ok := statusOverride[op][reply.Code]; ok {
+			code = override
+		}
+		writeProblemStatus(w, code, reply.Code, reply.Detail, reply.Errors)
+		return
+	}
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(reply.Body)
+}
+
+// statusOverride is where API.md gives a code another status on one route:
+// a wrong current password is 403, never 401, which clients read as
+// "refresh your token".
+var statusOverride = map[string]map[string]int{
+	"user.change_password": {"invalid_credentials": http.StatusForbidden},
+	"user.delete_me":       {"invalid_credentials": http.StatusForbidden},
 }
 
 func (s *server) nodeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -3,19 +3,23 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/cors"
 
 	"github.com/usher-auth/usher/internal/testhooks"
+	"github.com/usher-auth/usher/internal/token"
 	"github.com/usher-auth/usher/store"
 )
 
@@ -26,25 +30,48 @@ type Config struct {
 	Namespace string
 	// Timeout is the budget of one request to a node.
 	Timeout time.Duration
-	Log     *slog.Logger
-	Metrics prometheus.Registerer
+	// Issuer and Audience are the iss and aud every access token must carry.
+	Issuer, Audience string
+	// AccessTTL is the access token lifetime: how long a revocation is kept.
+	AccessTTL time.Duration
+	// TrustedProxies may set X-Forwarded-For.
+	TrustedProxies []netip.Prefix
+	// CORSOrigins may call the API from a browser.
+	CORSOrigins []string
+	Log         *slog.Logger
+	Metrics     prometheus.Registerer
 }
 
 type server struct {
-	log   *slog.Logger
-	db    *store.DB
-	nc    *nats.Conn
-	nodes *nodes
+	log     *slog.Logger
+	db      *store.DB
+	nc      *nats.Conn
+	nodes   *nodes
+	keys    *keyring
+	revoked *revocations
+	trusted []netip.Prefix
 }
 
-// New builds the HTTP handler of the whole API.
-func New(cfg Config) http.Handler {
-	s := &server{
-		log:   cfg.Log,
-		db:    cfg.DB,
-		nc:    cfg.NATS,
-		nodes: &nodes{nc: cfg.NATS, namespace: cfg.Namespace, timeout: cfg.Timeout},
+// New builds the HTTP handler of the whole API. Its revocation feed and key
+// reloads run until ctx ends.
+func New(ctx context.Context, cfg Config) (http.Handler, error) {
+	keys, err := newKeyring(ctx, cfg.DB, cfg.Issuer, cfg.Audience)
+	if err != nil {
+		return nil, fmt.Errorf("load signing keys: %w", err)
 	}
+	revoked, err := startRevocations(ctx, cfg.NATS, cfg.DB, cfg.Namespace, cfg.AccessTTL+token.Leeway, cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to revocations: %w", err)
+	}
+	s := &server{
+		log:     cfg.Log,
+		db:      cfg.DB,
+		nc:      cfg.NATS,
+		keys:    keys,
+		revoked: revoked,
+		trusted: cfg.TrustedProxies,
+	}
+	s.nodes = &nodes{nc: cfg.NATS, namespace: cfg.Namespace, timeout: cfg.Timeout, client: s.client}
 	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "usher_http_request_duration_seconds",
 		Help:    "HTTP request duration by route template, method and status.",
@@ -64,10 +91,19 @@ func New(cfg Config) http.Handler {
 
 	var h http.Handler = r
 	h = checkBody(h)
+	if len(cfg.CORSOrigins) > 0 {
+		h = cors.New(cors.Options{
+			AllowedOrigins: cfg.CORSOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
+			AllowedHeaders: []string{"Authorization", "Content-Type", "X-Request-Id"},
+			ExposedHeaders: []string{"X-Request-Id", "Retry-After", "WWW-Authenticate"},
+			MaxAge:         600,
+		}).Handler(h)
+	}
 	h = recoverPanics(cfg.Log)(h)
 	h = observe(cfg.Log, durations)(h)
 	h = withRequestID(h)
-	return h
+	return h, nil
 }
 
 // notImplemented answers routes whose capability is not built yet. It still
@@ -109,17 +145,17 @@ func decode[T any](w http.ResponseWriter, r *http.Request, v *T) bool {
 	return false
 }
 
+func (s *server) jwks() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Write(s.keys.jwksJSON())
+	})
+}
+
 func (s *server) ping() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		testhooks.Panic(r.Header.Get("X-Usher-Testhook"), "gateway.handler")
 		s.forward(w, r, "system.ping", nil, nil, http.StatusOK)
 	})
-}
-
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -41,6 +42,9 @@ var settings = []setting{
 	{"USHER_DATA_DIR", ".usher-data", "serve's local files: generated development keys and the embedded NATS store"},
 	{"USHER_JWT_KEY_FILE", "", "PEM Ed25519 private key that pins the signing key"},
 	{"USHER_JWT_AUDIENCE", "usher", "JWT aud"},
+	{"USHER_ACCESS_TTL", "15m", "access token lifetime"},
+	{"USHER_SESSION_LIFETIME", "720h", "absolute session lifetime from login; refreshing never extends it"},
+	{"USHER_SESSION_IDLE", "168h", "a session ends after this long without a refresh"},
 	{"USHER_NAMESPACE", "usher", "prefix of every NATS subject, stream, exchange, queue and Redis key ([a-z0-9_]+)"},
 	{"USHER_NODE_ID", "", "name of this node in pings; default host-pid"},
 	{"USHER_REQUEST_TIMEOUT", "5s", "budget of one request from gateway to node"},
@@ -51,6 +55,8 @@ var settings = []setting{
 	{"USHER_ARGON2_MEMORY_KIB", "19456", "argon2id memory"},
 	{"USHER_ARGON2_TIME", "2", "argon2id iterations"},
 	{"USHER_REFRESH_GRACE", "10s", "window in which a refresh token's predecessor returns the same successor"},
+	{"USHER_PRUNE_INTERVAL", "10m", "how often a node prunes expired sessions, tokens, revocations and published events"},
+	{"USHER_RETENTION", "168h", "how long ended sessions, used tokens, published outbox rows and sent-email records are kept"},
 	{"USHER_LOG_LEVEL", "info", "debug, info, warn or error"},
 }
 
@@ -76,16 +82,21 @@ type config struct {
 	DataDir             string
 	JWTKeyFile          string
 	JWTAudience         string
+	AccessTTL           time.Duration
+	SessionLifetime     time.Duration
+	SessionIdle         time.Duration
 	Namespace           string
 	NodeID              string
 	RequestTimeout      time.Duration
 	MaxInflight         int
 	RateLimits          bool
-	TrustedProxies      []string
+	TrustedProxies      []netip.Prefix
 	CORSOrigins         []string
 	Argon2MemoryKiB     uint32
 	Argon2Time          uint32
 	RefreshGrace        time.Duration
+	PruneInterval       time.Duration
+	Retention           time.Duration
 	LogLevel            string
 }
 
@@ -163,17 +174,33 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DataDir:         get("USHER_DATA_DIR"),
 		JWTKeyFile:      get("USHER_JWT_KEY_FILE"),
 		JWTAudience:     get("USHER_JWT_AUDIENCE"),
+		AccessTTL:       duration("USHER_ACCESS_TTL"),
+		SessionLifetime: duration("USHER_SESSION_LIFETIME"),
+		SessionIdle:     duration("USHER_SESSION_IDLE"),
 		Namespace:       get("USHER_NAMESPACE"),
 		NodeID:          get("USHER_NODE_ID"),
 		RequestTimeout:  duration("USHER_REQUEST_TIMEOUT"),
 		MaxInflight:     number("USHER_MAX_INFLIGHT", 1, 1<<20),
 		RateLimits:      boolean("USHER_RATE_LIMITS"),
-		TrustedProxies:  list("USHER_TRUSTED_PROXIES"),
 		CORSOrigins:     list("USHER_CORS_ORIGINS"),
 		Argon2MemoryKiB: uint32(number("USHER_ARGON2_MEMORY_KIB", 8, 4<<20)),
 		Argon2Time:      uint32(number("USHER_ARGON2_TIME", 1, 100)),
 		RefreshGrace:    duration("USHER_REFRESH_GRACE"),
+		PruneInterval:   duration("USHER_PRUNE_INTERVAL"),
+		Retention:       duration("USHER_RETENTION"),
 		LogLevel:        get("USHER_LOG_LEVEL"),
+	}
+	for _, v := range list("USHER_TRUSTED_PROXIES") {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				bad("USHER_TRUSTED_PROXIES", fmt.Sprintf("%q is not a CIDR or an IP address", v))
+				continue
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p.Masked())
 	}
 	if !namespacePattern.MatchString(c.Namespace) {
 		bad("USHER_NAMESPACE", "want [a-z0-9_]+")

@@ -82,7 +82,9 @@ func connectNATS(cfg config, name string, log *slog.Logger) (*nats.Conn, error) 
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.Timeout(connectTimeout),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("NATS disconnected", "err", err)
+			if err != nil { // nil: we closed it
+				log.Warn("NATS disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())

@@ -28,6 +28,8 @@ const usage = `usage: usher <command> [arguments]
   bridge      NATS JetStream → RabbitMQ
   mailer      RabbitMQ → SMTP
   migrate     database migrations: up, down [N], goto V, force V, version, status, create NAME, check
+  users       create-admin --email E, set-role E ROLE, import [FILE]
+  keys        rotate: add a signing key, published before it signs
 
 Configuration comes from USHER_* environment variables (see README.md).`
 
@@ -47,6 +49,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runRoles(ctx, cfg, cmd, rest, stderr)
 	case "migrate":
 		return runMigrate(ctx, cfg, rest, stdout)
+	case "users":
+		return runUsers(ctx, cfg, rest, stdin, stdout)
+	case "keys":
+		return runKeys(ctx, cfg, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/usher-auth/usher/internal/testenv"
+	"github.com/usher-auth/usher/internal/token"
 )
 
 // usherBin is the usher binary the process tests start, built once with
@@ -80,6 +81,8 @@ func stack(t *testing.T, extra ...string) []string {
 		"USHER_REDIS_URL=" + testenv.RedisURL,
 		"USHER_AMQP_URL=" + testenv.AMQPURL,
 		"USHER_RATE_LIMITS=off",
+		"USHER_SECRET_KEY=" + token.NewSecret(),
+		"USHER_EVENT_KEY=" + token.NewSecret(),
 	}, extra...)
 }
 
@@ -238,6 +241,7 @@ func TestPanicsAnswer500AndProcessStaysUp(t *testing.T) {
 func TestSplitGatewayAndTwoNodesShareLoadAndFailOver(t *testing.T) {
 	testenv.Require(t, "NATS")
 	env := stack(t, "USHER_NATS_URL="+testenv.NATSURL, "USHER_REQUEST_TIMEOUT=500ms")
+	usher(t, env, "", "migrate", "up")
 	n1 := start(t, "node", append(env, "USHER_NODE_ID=n1")...)
 	start(t, "node", append(env, "USHER_NODE_ID=n2")...)
 	gw := start(t, "gateway", env...)

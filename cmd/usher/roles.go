@@ -25,6 +25,9 @@ import (
 
 	"github.com/usher-auth/usher/actors"
 	"github.com/usher-auth/usher/gateway"
+	"github.com/usher-auth/usher/internal/password"
+	"github.com/usher-auth/usher/internal/ratelimit"
+	"github.com/usher-auth/usher/internal/token"
 	"github.com/usher-auth/usher/migrations"
 	"github.com/usher-auth/usher/store"
 )
@@ -68,6 +71,9 @@ func runRoles(ctx context.Context, cfg config, role string, args []string, stder
 	if role != "serve" && cfg.NATSURL == "" {
 		p.cfg.NATSURL = nats.DefaultURL
 	}
+	if err := resolveSecrets(&p.cfg, role); err != nil {
+		return err
+	}
 	if err := p.connect(ctx, role); err != nil {
 		return err
 	}
@@ -75,7 +81,7 @@ func runRoles(ctx context.Context, cfg config, role string, args []string, stder
 		return err
 	}
 	if role == "serve" || role == "node" {
-		if err := p.startNode(); err != nil {
+		if err := p.startNode(ctx); err != nil {
 			return err
 		}
 	}
@@ -178,18 +184,43 @@ func runMigrate(ctx context.Context, cfg config, args []string, stdout io.Writer
 	return migrations.Command(ctx, cfg.DatabaseURL, args, stdout)
 }
 
-func (p *process) startNode() error {
+func (p *process) startNode(ctx context.Context) error {
 	id := p.cfg.NodeID
 	if id == "" {
 		host, _ := os.Hostname()
 		id = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	node, err := actors.Start(p.nc, actors.Config{
+	secret, _ := token.ParseSecret(p.cfg.SecretKey) // checked by resolveSecrets
+	keys, err := token.Derive(secret)
+	if err != nil {
+		return fmt.Errorf("USHER_SECRET_KEY: %w", err)
+	}
+	tokens := actors.Tokens{
+		Keys:      keys,
+		Issuer:    token.Issuer{Issuer: p.cfg.PublicURL, Audience: p.cfg.JWTAudience},
+		AccessTTL: p.cfg.AccessTTL,
+	}
+	if p.cfg.JWTKeyFile != "" {
+		k, err := token.LoadKeyFile(p.cfg.JWTKeyFile)
+		if err != nil {
+			return fmt.Errorf("USHER_JWT_KEY_FILE: %w", err)
+		}
+		tokens.Pinned = &k
+	}
+	params := password.Params{MemoryKiB: p.cfg.Argon2MemoryKiB, Time: p.cfg.Argon2Time, Threads: 1}
+	if err := params.Validate(); err != nil {
+		return fmt.Errorf("USHER_ARGON2_*: %w", err)
+	}
+	node, err := actors.Start(ctx, p.nc, actors.Config{
 		ID:          id,
 		Namespace:   p.cfg.Namespace,
 		MaxInflight: p.cfg.MaxInflight,
 		DB:          p.db,
 		Redis:       p.redis,
+		Limits:      ratelimit.New(p.redis, p.cfg.Namespace, p.cfg.RateLimits, p.metrics),
+		Tokens:      tokens,
+		Lifetimes:   actors.Lifetimes{Session: p.cfg.SessionLifetime, Idle: p.cfg.SessionIdle, Grace: p.cfg.RefreshGrace},
+		HashParams:  params,
 		Log:         p.log,
 		Metrics:     p.metrics,
 	})
@@ -197,18 +228,68 @@ func (p *process) startNode() error {
 		return err
 	}
 	p.onStop(node.Stop)
+	p.startPrune()
 	return nil
 }
 
+// startPrune removes what retention allows, on every node; an advisory lock
+// lets one at a time do it.
+func (p *process) startPrune() {
+	deleted := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "usher_prune_deleted_total",
+		Help: "Rows deleted by the periodic prune, by table.",
+	}, []string{"table"})
+	p.metrics.MustRegister(deleted)
+	retention := store.Retention{
+		Revocations: p.cfg.AccessTTL + token.Leeway,
+		Ended:       p.cfg.Retention,
+		Published:   p.cfg.Retention,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.onStop(func(context.Context) error { cancel(); return nil })
+	go func() {
+		t := time.NewTicker(p.cfg.PruneInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			counts, err := p.db.Prune(ctx, retention)
+			if err != nil {
+				p.log.Warn("prune", "err", err)
+				continue
+			}
+			for table, n := range counts {
+				deleted.WithLabelValues(table).Add(float64(n))
+			}
+		}
+	}()
+}
+
 func (p *process) startGateway() error {
-	h := gateway.New(gateway.Config{
+	// The gateway's feeds run until the process stops, not until the start
+	// context ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	p.onStop(func(context.Context) error { cancel(); return nil })
+	h, err := gateway.New(ctx, gateway.Config{
 		NATS:      p.nc,
 		DB:        p.db,
 		Namespace: p.cfg.Namespace,
 		Timeout:   p.cfg.RequestTimeout,
-		Log:       p.log,
-		Metrics:   p.metrics,
+		Issuer:    p.cfg.PublicURL,
+		Audience:  p.cfg.JWTAudience,
+		AccessTTL: p.cfg.AccessTTL,
+
+		TrustedProxies: p.cfg.TrustedProxies,
+		CORSOrigins:    p.cfg.CORSOrigins,
+		Log:            p.log,
+		Metrics:        p.metrics,
 	})
+	if err != nil {
+		return err
+	}
 	return p.serveHTTP("HTTP", p.cfg.HTTPAddr, h)
 }
 

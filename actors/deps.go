@@ -1,0 +1,91 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/usher-auth/usher/internal/password"
+	"github.com/usher-auth/usher/internal/ratelimit"
+	"github.com/usher-auth/usher/store"
+)
+
+// Lifetimes of sessions (API.md).
+type Lifetimes struct {
+	Session time.Duration // absolute, from login
+	Idle    time.Duration // without a refresh
+	Grace   time.Duration // a predecessor's refresh returns the same successor
+}
+
+// deps are what concern actors share.
+type deps struct {
+	db        *store.DB
+	redis     *redis.Client
+	sup       *supervisor
+	hasher    *hasher
+	mint      *minter
+	life      Lifetimes
+	limits    *ratelimit.Limiter
+	nc        *nats.Conn
+	namespace string
+	log       *slog.Logger
+}
+
+// Rate limits of API.md, per client IP and per account.
+var (
+	limitLoginIP    = ratelimit.LoginIP
+	limitLoginEmail = ratelimit.LoginEmail
+	limitRegisterIP = ratelimit.RegisterIP
+)
+
+// allow spends one unit of rule for key; when the limit is reached it has
+// answered 429 with the time to wait.
+func (d deps) allow(ctx context.Context, call Call, rule ratelimit.Rule, key string) bool {
+	ok, retry := d.limits.Allow(ctx, rule, key)
+	if !ok {
+		secs := max(int(math.Ceil(retry.Seconds())), 1)
+		call.answer(Reply{Code: CodeRateLimited, Detail: "too many attempts; retry in " + strconv.Itoa(secs) + " s", RetryAfter: secs})
+	}
+	return ok
+}
+
+// revoked publishes ended sessions on <ns>.revocations, the fast path to
+// every gateway. PostgreSQL stays the feed: a lost publish costs at most a
+// gateway's poll interval.
+func (d deps) revoked(ids []string) {
+	for _, id := range ids {
+		if err := d.nc.Publish(d.namespace+".revocations", []byte(id)); err != nil {
+			d.log.Warn("publish revocation", "session", id, "err", err)
+		}
+	}
+}
+
+// fail answers call for err, mapping what callers branch on to problem
+// codes and logging the rest.
+func (d deps) fail(call Call, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		call.fail(CodeNotFound, "no such user")
+	case errors.Is(err, store.ErrEmailTaken):
+		call.answer(Reply{Code: CodeEmailTaken, Detail: "an account with this email exists", Errors: map[string]string{"email": "already registered"}})
+	case errors.Is(err, ErrOverloaded):
+		call.fail(CodeOverloaded, "too many password checks in progress; retry shortly")
+	case errors.Is(err, errBudgetSpent), errors.Is(err, context.DeadlineExceeded):
+		call.fail(CodeUnavailable, "the request ran out of time; retry")
+	default:
+		d.log.Error("request failed", "request_id", call.ID, "err", err)
+		call.fail(CodeInternal, "internal error")
+	}
+}
+
+// isHashRefusal reports a stored hash usher cannot or will not verify: the
+// password is treated as wrong.
+func isHashRefusal(err error) bool {
+	return errors.Is(err, password.ErrUnsupportedHash) || errors.Is(err, password.ErrHashParams)
+}

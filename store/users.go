@@ -1,0 +1,351 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Errors callers branch on.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrEmailTaken = errors.New("email taken")
+	// ErrStale means the user's credentials changed (password, role,
+	// disabling) after the caller read them: its work must not outlive that.
+	ErrStale    = errors.New("credentials changed")
+	ErrDisabled = errors.New("account disabled")
+)
+
+// User is an account row.
+type User struct {
+	ID                 string
+	Email              string
+	Name               string
+	Role               string
+	PasswordHash       string
+	CredentialsVersion int64
+	EmailVerifiedAt    *time.Time
+	DisabledAt         *time.Time
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+}
+
+const userColumns = `u.id, u.email, u.name, u.role, u.password_hash, u.credentials_version,
+	u.email_verified_at, u.disabled_at, u.created_at, u.updated_at`
+
+func scanUser(row pgx.Row, extra ...any) (User, error) {
+	var u User
+	dest := append([]any{&u.ID, &u.Email, &u.Name, &u.Role, &u.PasswordHash, &u.CredentialsVersion,
+		&u.EmailVerifiedAt, &u.DisabledAt, &u.CreatedAt, &u.UpdatedAt}, extra...)
+	err := row.Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, ErrNotFound
+	}
+	return u, err
+}
+
+// NewUser is what registration and import insert.
+type NewUser struct {
+	Email        string // lower-cased by the caller's validation
+	PasswordHash string
+	Name         string
+	Role         string // empty: "user"
+	Verified     bool
+}
+
+func insertUser(ctx context.Context, tx pgx.Tx, nu NewUser) (User, error) {
+	role := nu.Role
+	if role == "" {
+		role = "user"
+	}
+	u, err := scanUser(tx.QueryRow(ctx, `
+		INSERT INTO users AS u (email, password_hash, name, role, email_verified_at)
+		VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END)
+		RETURNING `+userColumns, nu.Email, nu.PasswordHash, nu.Name, role, nu.Verified))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.ConstraintName == "users_email_key" {
+		return u, ErrEmailTaken
+	}
+	if err != nil {
+		return u, fmt.Errorf("insert user: %w", err)
+	}
+	return u, nil
+}
+
+// CreateUser inserts one account without a session (CLI and import).
+func (db *DB) CreateUser(ctx context.Context, nu NewUser) (User, error) {
+	var u User
+	err := db.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		u, err = insertUser(ctx, tx, nu)
+		return err
+	})
+	return u, err
+}
+
+// Register inserts an account and its first session in one transaction.
+func (db *DB) Register(ctx context.Context, nu NewUser, ns NewSession) (User, Session, time.Time, error) {
+	var (
+		u   User
+		s   Session
+		now time.Time
+	)
+	err := db.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if u, err = insertUser(ctx, tx, nu); err != nil {
+			return err
+		}
+		s, now, err = insertSession(ctx, tx, u.ID, ns)
+		return err
+	})
+	return u, s, now, err
+}
+
+// UserByEmail loads an account by its lower-case address.
+func (db *DB) UserByEmail(ctx context.Context, email string) (User, error) {
+	return scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.email = $1`, email))
+}
+
+// UserByID loads an account.
+func (db *DB) UserByID(ctx context.Context, id string) (User, error) {
+	if !isUUID(id) {
+		return User{}, ErrNotFound
+	}
+	return scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = $1`, id))
+}
+
+// SetName changes a user's display name.
+func (db *DB) SetName(ctx context.Context, id, name string) (User, error) {
+	return scanUser(db.pool.QueryRow(ctx, `
+		UPDATE users u SET name = $2, updated_at = now() WHERE u.id = $1 RETURNING `+userColumns, id, name))
+}
+
+// SetPasswordHash replaces a hash with an equivalent one (re-hash on login
+// with current parameters): the password did not change, so neither do the
+// credentials version or the sessions. It applies only if the hash is still
+// the one the caller verified.
+func (db *DB) SetPasswordHash(ctx context.Context, id, oldHash, newHash string) error {
+	_, err := db.pool.Exec(ctx, `UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, id, oldHash, newHash)
+	if err != nil {
+		return fmt.Errorf("re-hash password: %w", err)
+	}
+	return nil
+}
+
+// ChangePassword sets a new password hash if the user's credentials are still
+// at version, bumps the version and ends every session but keep (empty: all).
+// It returns the ended session ids.
+func (db *DB) ChangePassword(ctx context.Context, id string, version int64, newHash, keep string) ([]string, error) {
+	var ended []string
+	err := db.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE users SET password_hash = $3, credentials_version = credentials_version + 1, updated_at = now()
+			WHERE id = $1 AND credentials_version = $2`, id, version, newHash)
+		if err != nil {
+			return fmt.Errorf("change password: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrStale
+		}
+		ended, err = revokeSessions(ctx, tx, `user_id = $1 AND id::text <> $2`, id, keep)
+		return err
+	})
+	return ended, err
+}
+
+// AdminChange is an admin's change to an account; nil fields stay.
+type AdminChange struct {
+	Role     *string
+	Disabled *bool
+}
+
+// AdminUpdate applies an admin's change. A role change or disabling bumps the
+// credentials version and ends every session of the user.
+func (db *DB) AdminUpdate(ctx context.Context, id string, c AdminChange) (User, []string, error) {
+	var (
+		u     User
+		ended []string
+	)
+	if !isUUID(id) {
+		return u, nil, ErrNotFound
+	}
+	err := db.tx(ctx, func(tx pgx.Tx) error {
+		before, err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return err
+		}
+		role, disabled := before.Role, before.DisabledAt != nil
+		if c.Role != nil {
+			role = *c.Role
+		}
+		if c.Disabled != nil {
+			disabled = *c.Disabled
+		}
+		endSessions := role != before.Role || disabled && before.DisabledAt == nil
+		u, err = scanUser(tx.QueryRow(ctx, `
+			UPDATE users u SET role = $2,
+				disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END,
+				credentials_version = credentials_version + CASE WHEN $4 THEN 1 ELSE 0 END,
+				updated_at = now()
+			WHERE u.id = $1 RETURNING `+userColumns, id, role, disabled, endSessions))
+		if err != nil || !endSessions {
+			return err
+		}
+		ended, err = revokeSessions(ctx, tx, `user_id = $1`, id)
+		return err
+	})
+	return u, ended, err
+}
+
+// DeleteUser ends every session of the user, then deletes the account; its
+// sessions and tokens cascade, the revocations stay.
+func (db *DB) DeleteUser(ctx context.Context, id string) ([]string, error) {
+	var ended []string
+	if !isUUID(id) {
+		return nil, ErrNotFound
+	}
+	err := db.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if ended, err = revokeSessions(ctx, tx, `user_id = $1`, id); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
+		if err != nil {
+			return fmt.Errorf("delete user: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	return ended, err
+}
+
+// UserPage is one page of the admin list.
+type UserPage struct {
+	Users []User
+	Next  string // opaque cursor; empty on the last page
+}
+
+// ListUsers pages through users in (created_at, id) order, stable under
+// inserts, optionally only those whose email starts with prefix.
+func (db *DB) ListUsers(ctx context.Context, limit int, cursor, prefix string) (UserPage, error) {
+	var (
+		after   time.Time
+		afterID = "00000000-0000-0000-0000-000000000000"
+	)
+	if cursor != "" {
+		var err error
+		if after, afterID, err = decodeCursor(cursor); err != nil {
+			return UserPage{}, err
+		}
+	}
+	pattern := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix) + "%"
+	rows, err := db.pool.Query(ctx, `
+		SELECT `+userColumns+` FROM users u
+		WHERE (u.created_at, u.id) > ($1, $2::uuid) AND u.email LIKE $3
+		ORDER BY u.created_at, u.id
+		LIMIT $4`, after, afterID, pattern, limit+1)
+	if err != nil {
+		return UserPage{}, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var page UserPage
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return UserPage{}, fmt.Errorf("list users: %w", err)
+		}
+		page.Users = append(page.Users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return UserPage{}, fmt.Errorf("list users: %w", err)
+	}
+	if len(page.Users) > limit {
+		page.Users = page.Users[:limit]
+		last := page.Users[limit-1]
+		page.Next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return page, nil
+}
+
+// ErrBadCursor means a list cursor was not one usher made.
+var ErrBadCursor = errors.New("bad cursor")
+
+func encodeCursor(t time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(t.UTC().Format(time.RFC3339Nano) + "|" + id))
+}
+
+func decodeCursor(c string) (time.Time, string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", ErrBadCursor
+	}
+	ts, id, ok := strings.Cut(string(raw), "|")
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if !ok || err != nil || !isUUID(id) {
+		return time.Time{}, "", ErrBadCursor
+	}
+	return t, id, nil
+}
+
+// isUUID reports whether s is a canonical UUID, so a malformed id from a
+// URL is a plain not-found rather than a database error.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// tx runs f in a transaction, committing if it returns nil.
+func (db *DB) tx(ctx context.Context, f func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, db.pool, f)
+}
+
+// ImportUsers inserts accounts in batches, skipping addresses that exist. It
+// writes no events: imports send no email.
+func (db *DB) ImportUsers(ctx context.Context, users []NewUser) (inserted int64, err error) {
+	err = db.tx(ctx, func(tx pgx.Tx) error {
+		batch := &pgx.Batch{}
+		for _, nu := range users {
+			role := nu.Role
+			if role == "" {
+				role = "user"
+			}
+			batch.Queue(`
+				INSERT INTO users (email, password_hash, name, role, email_verified_at)
+				VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END)
+				ON CONFLICT (email) DO NOTHING`, nu.Email, nu.PasswordHash, nu.Name, role, nu.Verified)
+		}
+		results := tx.SendBatch(ctx, batch)
+		defer results.Close()
+		for range users {
+			tag, err := results.Exec()
+			if err != nil {
+				return fmt.Errorf("import users: %w", err)
+			}
+			inserted += tag.RowsAffected()
+		}
+		return results.Close()
+	})
+	return inserted, err
+}
