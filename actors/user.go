@@ -113,6 +113,7 @@ func (a *userActor) login(ctx context.Context, m Login) {
 	if rehash {
 		a.rehash(ctx, m.Call, u, m.Password)
 	}
+	testhooks.Delay(m.Testhook, "user.login.hold", 2*time.Second)
 	u, s, now, err := a.db.StartSession(ctx, u.ID, u.CredentialsVersion, a.newSession(m.Call))
 	if errors.Is(err, store.ErrStale) {
 		// The password changed while this login checked the old one.

@@ -69,16 +69,22 @@ func (s *server) claimsOnly(op string, status int, admin bool) http.Handler {
 
 func (s *server) updateMe() http.Handler {
 	return s.authed(false, func(w http.ResponseWriter, r *http.Request, c *actors.Claims) {
-		var in actors.UpdateMe
+		var in struct {
+			Name *string `json:"name"`
+		}
 		if !decode(w, r, &in) {
 			return
 		}
 		p := problems{}
-		p.name("name", in.Name)
+		if in.Name == nil {
+			p.add("name", "is required")
+		} else {
+			p.name("name", *in.Name)
+		}
 		if p.report(w) {
 			return
 		}
-		s.forward(w, r, "user.update_me", c, in, http.StatusOK)
+		s.forward(w, r, "user.update_me", c, actors.UpdateMe{Name: *in.Name}, http.StatusOK)
 	})
 }
 

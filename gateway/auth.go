@@ -28,9 +28,10 @@ type keyring struct {
 	db       *store.DB
 	verifier *token.Verifier
 
-	mu     sync.Mutex
-	jwks   []byte
-	loaded time.Time
+	reloading sync.Mutex // one reload at a time; waiters reuse its result
+	mu        sync.Mutex
+	jwks      []byte
+	loaded    time.Time
 }
 
 func newKeyring(ctx context.Context, db *store.DB, issuer, audience string) (*keyring, error) {
@@ -64,16 +65,30 @@ func (k *keyring) reload(ctx context.Context) error {
 	return nil
 }
 
-// reloadIfStale reloads when the last load is older than age; it reports
-// whether it did.
-func (k *keyring) reloadIfStale(ctx context.Context, age time.Duration) bool {
+func (k *keyring) lastLoad() time.Time {
 	k.mu.Lock()
-	stale := time.Since(k.loaded) > age
-	if stale {
-		k.loaded = time.Now() // one reload at a time
+	defer k.mu.Unlock()
+	return k.loaded
+}
+
+// reloadSince makes sure the keys were loaded after since: it reloads, at
+// most once per keyReloadOnMiss (waiting for the next slot), unless another
+// caller already did.
+func (k *keyring) reloadSince(ctx context.Context, since time.Time) {
+	k.reloading.Lock()
+	defer k.reloading.Unlock()
+	last := k.lastLoad()
+	if last.After(since) {
+		return
 	}
-	k.mu.Unlock()
-	return stale && k.reload(ctx) == nil
+	if wait := time.Until(last.Add(keyReloadOnMiss)); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+	}
+	k.reload(ctx)
 }
 
 func (k *keyring) jwksJSON() []byte {
@@ -82,12 +97,17 @@ func (k *keyring) jwksJSON() []byte {
 	return k.jwks
 }
 
-// verify checks an access token; an unknown kid triggers one rate-limited
-// reload, for a key rotated since the last one.
+// verify checks an access token. An unknown kid, a key rotated in since the
+// last load, waits for one shared, rate-limited reload: anyone can send a
+// made-up kid, so the database sees at most one reload a second.
 func (k *keyring) verify(ctx context.Context, raw string) (token.Claims, error) {
-	k.reloadIfStale(ctx, keyReloadEvery)
-	c, err := k.verifier.Verify(raw, time.Now())
-	if errors.Is(err, token.ErrUnknownKey) && k.reloadIfStale(ctx, keyReloadOnMiss) {
+	now := time.Now()
+	if now.Sub(k.lastLoad()) > keyReloadEvery {
+		k.reloadSince(ctx, now.Add(-keyReloadEvery))
+	}
+	c, err := k.verifier.Verify(raw, now)
+	if errors.Is(err, token.ErrUnknownKey) {
+		k.reloadSince(ctx, now)
 		c, err = k.verifier.Verify(raw, time.Now())
 	}
 	return c, err

@@ -31,6 +31,11 @@ var errUnavailable = errors.New("no node answered")
 // carries its remaining budget in milliseconds, not a deadline, so clocks
 // need not agree.
 func (n *nodes) call(r *http.Request, op string, claims *actors.Claims, body any) (actors.Reply, error) {
+	if !n.nc.IsConnected() {
+		// nats.go would buffer the request until reconnected; the client is
+		// better told at once to retry.
+		return actors.Reply{}, fmt.Errorf("%s: %w: NATS is disconnected", op, errUnavailable)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.timeout)
 	defer cancel()
 	req := actors.Request{ID: requestID(r), Claims: claims, Client: n.client(r)}

@@ -46,8 +46,8 @@ func addRoutes(r *mux.Router, s *server) {
 	r.Handle("/healthz", s.healthz()).Methods(http.MethodGet)
 	r.Handle("/readyz", s.readyz()).Methods(http.MethodGet)
 	r.Handle("/.well-known/jwks.json", s.jwks()).Methods(http.MethodGet)
-	r.Handle("/docs", todo).Methods(http.MethodGet)
-	r.Handle("/docs/openapi.yaml", todo).Methods(http.MethodGet)
+	r.Handle("/docs", s.docsPage()).Methods(http.MethodGet)
+	r.Handle("/docs/openapi.yaml", s.openAPISpec()).Methods(http.MethodGet)
 	r.Handle("/docs/asyncapi", todo).Methods(http.MethodGet)
 	r.Handle("/docs/asyncapi.yaml", todo).Methods(http.MethodGet)
 }

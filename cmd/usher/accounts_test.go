@@ -34,12 +34,11 @@ type response struct {
 
 func (a api) do(method, path, bearer string, body any) response {
 	a.t.Helper()
-	var rd io.Reader
+	var reqBody []byte
 	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
+		reqBody, _ = json.Marshal(body)
 	}
-	req, _ := http.NewRequest(method, a.base+path, rd)
+	req, _ := http.NewRequest(method, a.base+path, bytes.NewReader(reqBody))
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -52,6 +51,8 @@ func (a api) do(method, path, bearer string, body any) response {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	// Every exchange of the end-to-end tests must match the OpenAPI file.
+	checkContract(a.t, req, reqBody, resp.StatusCode, resp.Header, raw)
 	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
 	json.Unmarshal(raw, &r.body)
 	return r
