@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/usher-auth/usher/internal/event"
 	"github.com/usher-auth/usher/internal/password"
 	"github.com/usher-auth/usher/internal/ratelimit"
 	"github.com/usher-auth/usher/store"
@@ -35,13 +36,22 @@ type deps struct {
 	nc        *nats.Conn
 	namespace string
 	log       *slog.Logger
+	sealer    *event.Sealer
+	ttl       TokenTTLs
+	cache     *cache
 }
 
-// Rate limits of API.md, per client IP and per account.
+// Rate limits of API.md, per client IP and per account. Verification
+// resends have the reset request's limits, counted apart.
 var (
-	limitLoginIP    = ratelimit.LoginIP
-	limitLoginEmail = ratelimit.LoginEmail
-	limitRegisterIP = ratelimit.RegisterIP
+	limitLoginIP     = ratelimit.LoginIP
+	limitLoginEmail  = ratelimit.LoginEmail
+	limitRegisterIP  = ratelimit.RegisterIP
+	limitResetEmail  = ratelimit.ResetEmail
+	limitResetIP     = ratelimit.ResetIP
+	limitVerifyEmail = ratelimit.Rule{Name: "verify_email", Limit: ratelimit.ResetEmail.Limit, Per: ratelimit.ResetEmail.Per}
+	limitVerifyIP    = ratelimit.Rule{Name: "verify_ip", Limit: ratelimit.ResetIP.Limit, Per: ratelimit.ResetIP.Per}
+	limitAdminEmail  = ratelimit.AdminEmail
 )
 
 // allow spends one unit of rule for key; when the limit is reached it has
@@ -72,6 +82,10 @@ func (d deps) fail(call Call, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		call.fail(CodeNotFound, "no such user")
+	case errors.Is(err, store.ErrTokenInvalid):
+		call.fail(CodeTokenInvalid, "this link is not valid or was already used")
+	case errors.Is(err, store.ErrTokenExpired):
+		call.fail(CodeTokenExpired, "this link has expired; ask for a new one")
 	case errors.Is(err, store.ErrEmailTaken):
 		call.answer(Reply{Code: CodeEmailTaken, Detail: "an account with this email exists", Errors: map[string]string{"email": "already registered"}})
 	case errors.Is(err, ErrOverloaded):

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/usher-auth/usher/internal/event"
 	"github.com/usher-auth/usher/internal/password"
 	"github.com/usher-auth/usher/internal/ratelimit"
 	"github.com/usher-auth/usher/store"
@@ -36,6 +37,9 @@ type Config struct {
 	Tokens      Tokens
 	Lifetimes   Lifetimes
 	HashParams  password.Params
+	Sealer      *event.Sealer
+	TokenTTLs   TokenTTLs
+	Cache       CacheConfig
 	Log         *slog.Logger
 	Metrics     prometheus.Registerer
 }
@@ -46,15 +50,15 @@ var Concerns = []string{"user", "session", "token", "cache", "hasher"}
 // Node receives requests from NATS and hands each to the actor of its
 // concern.
 type Node struct {
-	cfg      Config
-	engine   *actor.Engine
-	sup      *supervisor
-	hasher   *hasher
-	pids     map[string]*actor.PID
-	inflight map[string]*atomic.Int64
-	waits    sync.WaitGroup
-	sub      *nats.Subscription
-	stopKeys func()
+	cfg            Config
+	engine         *actor.Engine
+	sup            *supervisor
+	hasher         *hasher
+	pids           map[string]*actor.PID
+	inflight       map[string]*atomic.Int64
+	waits          sync.WaitGroup
+	sub            *nats.Subscription
+	stopBackground func()
 
 	requests   *prometheus.CounterVec
 	overloaded *prometheus.CounterVec
@@ -88,11 +92,16 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 	}
 	cfg.Metrics.MustRegister(n.requests, n.overloaded)
 	n.hasher = newHasher(n.sup, 4*runtime.GOMAXPROCS(0), cfg.HashParams, cfg.Metrics)
+	cache := newCache(cfg.Cache, cfg.Redis, cfg.DB, cfg.Namespace, cfg.Metrics)
 	n.spawn(deps{
 		db: cfg.DB, redis: cfg.Redis, sup: n.sup, hasher: n.hasher, mint: mint,
 		life: cfg.Lifetimes, limits: cfg.Limits, nc: nc, namespace: cfg.Namespace, log: cfg.Log,
+		sealer: cfg.Sealer, ttl: cfg.TokenTTLs, cache: cache,
 	})
-	n.stopKeys = n.reloadKeys(mint)
+	background, stop := context.WithCancel(context.Background())
+	go cache.run(background)
+	n.stopBackground = stop
+	go n.reloadKeys(background, mint)
 	for _, c := range append([]string{"system"}, Concerns...) {
 		n.inflight[c] = new(atomic.Int64)
 	}
@@ -111,23 +120,19 @@ func (n *Node) spawn(d deps) {
 }
 
 // reloadKeys picks up a rotated signing key when its time comes.
-func (n *Node) reloadKeys(m *minter) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		t := time.NewTicker(keyReload)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := m.load(ctx); err != nil && ctx.Err() == nil {
-					n.cfg.Log.Warn("reload signing keys", "err", err)
-				}
+func (n *Node) reloadKeys(ctx context.Context, m *minter) {
+	t := time.NewTicker(keyReload)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := m.load(ctx); err != nil && ctx.Err() == nil {
+				n.cfg.Log.Warn("reload signing keys", "err", err)
 			}
 		}
-	}()
-	return cancel
+	}
 }
 
 // Stop stops taking requests, lets the ones in flight finish, then stops
@@ -150,7 +155,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		<-n.engine.Poison(pid).Done()
 	}
 	n.hasher.stop()
-	n.stopKeys()
+	n.stopBackground()
 	return err
 }
 
@@ -208,14 +213,19 @@ func (n *Node) dispatch(op string, call Call, body json.RawMessage) Reply {
 var ops = map[string]opSpec{
 	"user.register":        op[Register]("user"),
 	"user.login":           op[Login]("user"),
-	"user.me":              op[GetMe]("user"),
+	"user.me":              op[GetMe]("cache"),
 	"user.update_me":       op[UpdateMe]("user"),
 	"user.change_password": op[ChangePassword]("user"),
 	"user.delete_me":       op[DeleteMe]("user"),
-	"user.list":            op[ListUsers]("user"),
-	"user.get":             op[GetUser]("user"),
+	"user.list":            op[ListUsers]("cache"),
+	"user.get":             op[GetUser]("cache"),
 	"user.update":          op[UpdateUser]("user"),
 	"user.delete":          op[DeleteUser]("user"),
+	"user.send_email":      op[SendEmail]("user"),
+	"token.verify_request": op[RequestVerification]("token"),
+	"token.verify_confirm": op[ConfirmVerification]("token"),
+	"token.reset_request":  op[RequestReset]("token"),
+	"token.reset_confirm":  op[ConfirmReset]("token"),
 	"session.refresh":      op[Refresh]("session"),
 	"session.logout":       op[Logout]("session"),
 	"session.logout_all":   op[LogoutAll]("session"),

@@ -176,6 +176,30 @@ type (
 		Call   `json:"-"`
 		UserID string `json:"id"`
 	}
+	SendEmail struct {
+		Call    `json:"-"`
+		To      string `json:"to"`
+		Subject string `json:"subject"`
+		Text    string `json:"text"`
+	}
+)
+
+// One-time token requests.
+type (
+	RequestVerification struct{ Call }
+	ConfirmVerification struct {
+		Call  `json:"-"`
+		Token string `json:"token"`
+	}
+	RequestReset struct {
+		Call  `json:"-"`
+		Email string `json:"email"`
+	}
+	ConfirmReset struct {
+		Call        `json:"-"`
+		Token       string `json:"token"`
+		NewPassword string `json:"new_password"`
+	}
 )
 
 // Session requests.

@@ -1,8 +1,17 @@
 package actors
 
-import "github.com/anthdm/hollywood/actor"
+import (
+	"context"
+	"errors"
+
+	"github.com/anthdm/hollywood/actor"
+
+	"github.com/usher-auth/usher/internal/event"
+	"github.com/usher-auth/usher/store"
+)
 
 // tokenActor owns one-time tokens: email verification and password reset.
+// Like the user actor it never blocks in Receive.
 type tokenActor struct{ deps }
 
 func newTokenActor(d deps) actor.Producer {
@@ -14,5 +23,97 @@ func (a *tokenActor) Receive(c *actor.Context) {
 	case actor.Started, actor.Stopped:
 	case Ping:
 		m.ok(StateUp)
+	case RequestVerification:
+		a.run(m.Call, func(ctx context.Context) { a.requestVerification(ctx, m) })
+	case ConfirmVerification:
+		a.run(m.Call, func(ctx context.Context) { a.confirmVerification(ctx, m) })
+	case RequestReset:
+		a.run(m.Call, func(ctx context.Context) { a.requestReset(ctx, m) })
+	case ConfirmReset:
+		a.run(m.Call, func(ctx context.Context) { a.confirmReset(ctx, m) })
 	}
+}
+
+// run does f in a supervised goroutine with the request's deadline.
+func (a *tokenActor) run(call Call, f func(context.Context)) {
+	a.sup.spawn("token", call, func() {
+		ctx, cancel := context.WithDeadline(context.Background(), call.Deadline)
+		defer cancel()
+		f(ctx)
+	})
+}
+
+func (a *tokenActor) requestVerification(ctx context.Context, m RequestVerification) {
+	if !a.allow(ctx, m.Call, limitVerifyEmail, m.Claims.Email) || !a.allow(ctx, m.Call, limitVerifyIP, m.Client.IP) {
+		return
+	}
+	plain, tok := newOneTimeToken(store.PurposeVerify, a.ttl.Verify)
+	ev, err := a.mailEvent(event.VerificationRequested, m.Claims.UserID, event.Mail{To: m.Claims.Email, Token: plain})
+	if err == nil {
+		err = a.db.RequestVerification(ctx, m.Claims.UserID, tok, ev)
+	}
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	m.answer(Reply{})
+}
+
+func (a *tokenActor) confirmVerification(ctx context.Context, m ConfirmVerification) {
+	u, err := a.db.ConfirmVerification(ctx, hashToken(m.Token), func(u store.User) (event.Envelope, error) {
+		return newEvent(event.EmailVerified, u.ID), nil
+	})
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	a.cache.applyBumps(ctx)
+	m.ok(viewOf(u))
+}
+
+// requestReset does the same work whether or not the account exists: the
+// same limits, the same sealing, the same statements.
+func (a *tokenActor) requestReset(ctx context.Context, m RequestReset) {
+	if !a.allow(ctx, m.Call, limitResetEmail, m.Email) || !a.allow(ctx, m.Call, limitResetIP, m.Client.IP) {
+		return
+	}
+	plain, tok := newOneTimeToken(store.PurposeReset, a.ttl.Reset)
+	ev, err := a.mailEvent(event.ResetRequested, "", event.Mail{To: m.Email, Token: plain})
+	if err == nil {
+		err = a.db.RequestReset(ctx, m.Email, tok, ev)
+	}
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	m.answer(Reply{})
+}
+
+// confirmReset checks the token before spending a hash on the new
+// password, then uses it in the transaction that sets the password and ends
+// every session.
+func (a *tokenActor) confirmReset(ctx context.Context, m ConfirmReset) {
+	hash := hashToken(m.Token)
+	if err := a.db.TokenState(ctx, hash, store.PurposeReset); err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	newHash, err := a.hasher.hash(m.Call, m.NewPassword)
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	ended, err := a.db.ResetPassword(ctx, hash, newHash, func(u store.User) (event.Envelope, error) {
+		return a.mailEvent(event.PasswordChanged, u.ID, event.Mail{To: u.Email})
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		err = store.ErrTokenInvalid // the account went away meanwhile
+	}
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	a.cache.applyBumps(ctx)
+	a.revoked(ended)
+	m.answer(Reply{})
 }

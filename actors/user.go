@@ -8,6 +8,7 @@ import (
 	"github.com/anthdm/hollywood/actor"
 	"github.com/google/uuid"
 
+	"github.com/usher-auth/usher/internal/event"
 	"github.com/usher-auth/usher/internal/testhooks"
 	"github.com/usher-auth/usher/store"
 )
@@ -31,22 +32,18 @@ func (a *userActor) Receive(c *actor.Context) {
 		a.run(m.Call, func(ctx context.Context) { a.register(ctx, m) })
 	case Login:
 		a.run(m.Call, func(ctx context.Context) { a.login(ctx, m) })
-	case GetMe:
-		a.run(m.Call, func(ctx context.Context) { a.getUser(ctx, m.Call, m.Claims.UserID) })
 	case UpdateMe:
 		a.run(m.Call, func(ctx context.Context) { a.updateMe(ctx, m) })
 	case ChangePassword:
 		a.run(m.Call, func(ctx context.Context) { a.changePassword(ctx, m) })
 	case DeleteMe:
 		a.run(m.Call, func(ctx context.Context) { a.deleteMe(ctx, m) })
-	case ListUsers:
-		a.run(m.Call, func(ctx context.Context) { a.list(ctx, m) })
-	case GetUser:
-		a.run(m.Call, func(ctx context.Context) { a.getUser(ctx, m.Call, m.UserID) })
 	case UpdateUser:
 		a.run(m.Call, func(ctx context.Context) { a.updateUser(ctx, m) })
 	case DeleteUser:
 		a.run(m.Call, func(ctx context.Context) { a.deleteUser(ctx, m.Call, m.UserID) })
+	case SendEmail:
+		a.run(m.Call, func(ctx context.Context) { a.sendEmail(ctx, m) })
 	}
 }
 
@@ -78,11 +75,19 @@ func (a *userActor) register(ctx context.Context, m Register) {
 		a.fail(m.Call, err)
 		return
 	}
-	u, s, now, err := a.db.Register(ctx, store.NewUser{Email: m.Email, PasswordHash: hash, Name: m.Name}, a.newSession(m.Call))
+	id := uuid.NewString()
+	plain, verify := newOneTimeToken(store.PurposeVerify, a.ttl.Verify)
+	ev, err := a.mailEvent(event.UserRegistered, id, event.Mail{To: m.Email, Token: plain})
 	if err != nil {
 		a.fail(m.Call, err)
 		return
 	}
+	u, s, now, err := a.db.Register(ctx, store.NewUser{ID: id, Email: m.Email, PasswordHash: hash, Name: m.Name}, a.newSession(m.Call), verify, ev)
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	a.cache.applyBumps(ctx)
 	a.answerPair(m.Call, u, s, now)
 }
 
@@ -157,21 +162,13 @@ func (a *userActor) answerPair(call Call, u store.User, s store.Session, now tim
 	call.ok(pair)
 }
 
-func (a *userActor) getUser(ctx context.Context, call Call, id string) {
-	u, err := a.db.UserByID(ctx, id)
-	if err != nil {
-		a.fail(call, err)
-		return
-	}
-	call.ok(viewOf(u))
-}
-
 func (a *userActor) updateMe(ctx context.Context, m UpdateMe) {
 	u, err := a.db.SetName(ctx, m.Claims.UserID, m.Name)
 	if err != nil {
 		a.fail(m.Call, err)
 		return
 	}
+	a.cache.applyBumps(ctx)
 	m.ok(viewOf(u))
 }
 
@@ -205,7 +202,12 @@ func (a *userActor) changePassword(ctx context.Context, m ChangePassword) {
 		a.fail(m.Call, err)
 		return
 	}
-	ended, err := a.db.ChangePassword(ctx, u.ID, u.CredentialsVersion, hash, m.Claims.SessionID)
+	ev, err := a.mailEvent(event.PasswordChanged, u.ID, event.Mail{To: u.Email})
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	ended, err := a.db.ChangePassword(ctx, u.ID, u.CredentialsVersion, hash, m.Claims.SessionID, ev)
 	if errors.Is(err, store.ErrStale) {
 		m.fail(CodeInvalidCredentials, "the password changed meanwhile; sign in again")
 		return
@@ -214,6 +216,7 @@ func (a *userActor) changePassword(ctx context.Context, m ChangePassword) {
 		a.fail(m.Call, err)
 		return
 	}
+	a.cache.applyBumps(ctx)
 	a.revoked(ended)
 	m.answer(Reply{})
 }
@@ -226,30 +229,14 @@ func (a *userActor) deleteMe(ctx context.Context, m DeleteMe) {
 }
 
 func (a *userActor) deleteUser(ctx context.Context, call Call, id string) {
-	ended, err := a.db.DeleteUser(ctx, id)
+	ended, err := a.db.DeleteUser(ctx, id, newEvent(event.UserDeleted, id))
 	if err != nil {
 		a.fail(call, err)
 		return
 	}
+	a.cache.applyBumps(ctx)
 	a.revoked(ended)
 	call.answer(Reply{})
-}
-
-func (a *userActor) list(ctx context.Context, m ListUsers) {
-	page, err := a.db.ListUsers(ctx, m.Limit, m.Cursor, m.EmailPrefix)
-	if errors.Is(err, store.ErrBadCursor) {
-		m.answer(Reply{Code: CodeInvalidRequest, Detail: "cursor is not one this API returned", Errors: map[string]string{"cursor": "invalid"}})
-		return
-	}
-	if err != nil {
-		a.fail(m.Call, err)
-		return
-	}
-	out := UserPage{Items: make([]UserView, 0, len(page.Users)), NextCursor: page.Next}
-	for _, u := range page.Users {
-		out.Items = append(out.Items, viewOf(u))
-	}
-	m.ok(out)
 }
 
 func (a *userActor) updateUser(ctx context.Context, m UpdateUser) {
@@ -258,8 +245,26 @@ func (a *userActor) updateUser(ctx context.Context, m UpdateUser) {
 		a.fail(m.Call, err)
 		return
 	}
+	a.cache.applyBumps(ctx)
 	a.revoked(ended)
 	m.ok(viewOf(u))
+}
+
+// sendEmail queues an admin's email through the same sealed pipeline.
+func (a *userActor) sendEmail(ctx context.Context, m SendEmail) {
+	if !a.allow(ctx, m.Call, limitAdminEmail, m.Claims.UserID) {
+		return
+	}
+	ev, err := a.mailEvent(event.EmailRequested, "", event.Mail{To: m.To, Subject: m.Subject, Text: m.Text})
+	if err == nil {
+		err = a.db.QueueEvent(ctx, ev)
+	}
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	a.log.Info("admin action: email queued", "admin", m.Claims.UserID, "event", ev.ID, "request_id", m.ID)
+	m.answer(Reply{})
 }
 
 func truncate(s string, n int) string {

@@ -23,15 +23,9 @@ var spec []byte
 // OpenAPI returns the OpenAPI document the gateway serves.
 func OpenAPI() []byte { return bytes.Clone(spec) }
 
-// pageCSP lets a page use its own inline styles and nothing else.
-const pageCSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-
 func (s *server) openAPISpec() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Type", "application/yaml")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "public, max-age=300")
+		specHeaders(w.Header())
 		w.Write(spec)
 	})
 }
@@ -40,18 +34,11 @@ func (s *server) docsPage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		page, err := docsHTML()
 		if err != nil {
-			if s.log != nil {
-				s.log.Error("render docs", "request_id", requestID(r), "err", err)
-			}
+			s.log.Error("render docs", "request_id", requestID(r), "err", err)
 			writeProblem(w, "internal", "internal error")
 			return
 		}
-		h := w.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
-		h.Set("Content-Security-Policy", pageCSP)
-		h.Set("X-Content-Type-Options", "nosniff")
+		pageHeaders(w.Header())
 		w.Write(page)
 	})
 }

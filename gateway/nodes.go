@@ -104,6 +104,8 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, op string, clai
 var statusOverride = map[string]map[string]int{
 	"user.change_password": {"invalid_credentials": http.StatusForbidden},
 	"user.delete_me":       {"invalid_credentials": http.StatusForbidden},
+	"token.verify_confirm": {"token_invalid": http.StatusBadRequest, "token_expired": http.StatusBadRequest},
+	"token.reset_confirm":  {"token_invalid": http.StatusBadRequest, "token_expired": http.StatusBadRequest},
 }
 
 func (s *server) nodeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -106,20 +106,6 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	return h, nil
 }
 
-// notImplemented answers routes whose capability is not built yet. It still
-// reads the body, so bad JSON is 400 here as on every route.
-func (s *server) notImplemented() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if hasBody(r) {
-			var v any
-			if !decode(w, r, &v) {
-				return
-			}
-		}
-		writeProblem(w, "not_implemented", "not built yet")
-	})
-}
-
 // decode reads one JSON value from the body into v, refusing unknown
 // fields and trailing data. On failure it has written the problem.
 func decode[T any](w http.ResponseWriter, r *http.Request, v *T) bool {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/usher-auth/usher/internal/event"
 )
 
 // Errors callers branch on.
@@ -52,6 +54,7 @@ func scanUser(row pgx.Row, extra ...any) (User, error) {
 
 // NewUser is what registration and import insert.
 type NewUser struct {
+	ID           string // empty: the database picks one
 	Email        string // lower-cased by the caller's validation
 	PasswordHash string
 	Name         string
@@ -65,9 +68,9 @@ func insertUser(ctx context.Context, tx pgx.Tx, nu NewUser) (User, error) {
 		role = "user"
 	}
 	u, err := scanUser(tx.QueryRow(ctx, `
-		INSERT INTO users AS u (email, password_hash, name, role, email_verified_at)
-		VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END)
-		RETURNING `+userColumns, nu.Email, nu.PasswordHash, nu.Name, role, nu.Verified))
+		INSERT INTO users AS u (id, email, password_hash, name, role, email_verified_at)
+		VALUES (coalesce(nullif($6, '')::uuid, gen_random_uuid()), $1, $2, $3, $4, CASE WHEN $5 THEN now() END)
+		RETURNING `+userColumns, nu.Email, nu.PasswordHash, nu.Name, role, nu.Verified, nu.ID))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.ConstraintName == "users_email_key" {
 		return u, ErrEmailTaken
@@ -75,7 +78,7 @@ func insertUser(ctx context.Context, tx pgx.Tx, nu NewUser) (User, error) {
 	if err != nil {
 		return u, fmt.Errorf("insert user: %w", err)
 	}
-	return u, nil
+	return u, recordBumps(ctx, tx, ListKey)
 }
 
 // CreateUser inserts one account without a session (CLI and import).
@@ -89,8 +92,9 @@ func (db *DB) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	return u, err
 }
 
-// Register inserts an account and its first session in one transaction.
-func (db *DB) Register(ctx context.Context, nu NewUser, ns NewSession) (User, Session, time.Time, error) {
+// Register inserts an account, its first session, its verification token
+// and its user.registered event in one transaction.
+func (db *DB) Register(ctx context.Context, nu NewUser, ns NewSession, verify OneTimeToken, ev event.Envelope) (User, Session, time.Time, error) {
 	var (
 		u   User
 		s   Session
@@ -101,8 +105,13 @@ func (db *DB) Register(ctx context.Context, nu NewUser, ns NewSession) (User, Se
 		if u, err = insertUser(ctx, tx, nu); err != nil {
 			return err
 		}
-		s, now, err = insertSession(ctx, tx, u.ID, ns)
-		return err
+		if s, now, err = insertSession(ctx, tx, u.ID, ns); err != nil {
+			return err
+		}
+		if err := insertToken(ctx, tx, u.ID, verify); err != nil {
+			return err
+		}
+		return insertEvents(ctx, tx, ev)
 	})
 	return u, s, now, err
 }
@@ -122,8 +131,17 @@ func (db *DB) UserByID(ctx context.Context, id string) (User, error) {
 
 // SetName changes a user's display name.
 func (db *DB) SetName(ctx context.Context, id, name string) (User, error) {
-	return scanUser(db.pool.QueryRow(ctx, `
-		UPDATE users u SET name = $2, updated_at = now() WHERE u.id = $1 RETURNING `+userColumns, id, name))
+	var u User
+	err := db.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		u, err = scanUser(tx.QueryRow(ctx, `
+			UPDATE users u SET name = $2, updated_at = now() WHERE u.id = $1 RETURNING `+userColumns, id, name))
+		if err != nil {
+			return err
+		}
+		return recordBumps(ctx, tx, UserKey(id), ListKey)
+	})
+	return u, err
 }
 
 // SetPasswordHash replaces a hash with an equivalent one (re-hash on login
@@ -139,9 +157,9 @@ func (db *DB) SetPasswordHash(ctx context.Context, id, oldHash, newHash string) 
 }
 
 // ChangePassword sets a new password hash if the user's credentials are still
-// at version, bumps the version and ends every session but keep (empty: all).
-// It returns the ended session ids.
-func (db *DB) ChangePassword(ctx context.Context, id string, version int64, newHash, keep string) ([]string, error) {
+// at version, bumps the version, ends every session but keep (empty: all)
+// and records the password.changed event. It returns the ended session ids.
+func (db *DB) ChangePassword(ctx context.Context, id string, version int64, newHash, keep string, ev event.Envelope) ([]string, error) {
 	var ended []string
 	err := db.tx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
@@ -153,8 +171,13 @@ func (db *DB) ChangePassword(ctx context.Context, id string, version int64, newH
 		if tag.RowsAffected() == 0 {
 			return ErrStale
 		}
-		ended, err = revokeSessions(ctx, tx, `user_id = $1 AND id::text <> $2`, id, keep)
-		return err
+		if ended, err = revokeSessions(ctx, tx, `user_id = $1 AND id::text <> $2`, id, keep); err != nil {
+			return err
+		}
+		if err := recordBumps(ctx, tx, UserKey(id), ListKey); err != nil {
+			return err
+		}
+		return insertEvents(ctx, tx, ev)
 	})
 	return ended, err
 }
@@ -194,7 +217,10 @@ func (db *DB) AdminUpdate(ctx context.Context, id string, c AdminChange) (User, 
 				credentials_version = credentials_version + CASE WHEN $4 THEN 1 ELSE 0 END,
 				updated_at = now()
 			WHERE u.id = $1 RETURNING `+userColumns, id, role, disabled, endSessions))
-		if err != nil || !endSessions {
+		if err != nil {
+			return err
+		}
+		if err := recordBumps(ctx, tx, UserKey(id), ListKey); err != nil || !endSessions {
 			return err
 		}
 		ended, err = revokeSessions(ctx, tx, `user_id = $1`, id)
@@ -204,8 +230,8 @@ func (db *DB) AdminUpdate(ctx context.Context, id string, c AdminChange) (User, 
 }
 
 // DeleteUser ends every session of the user, then deletes the account; its
-// sessions and tokens cascade, the revocations stay.
-func (db *DB) DeleteUser(ctx context.Context, id string) ([]string, error) {
+// sessions and tokens cascade, the revocations and its events stay.
+func (db *DB) DeleteUser(ctx context.Context, id string, ev event.Envelope) ([]string, error) {
 	var ended []string
 	if !isUUID(id) {
 		return nil, ErrNotFound
@@ -222,7 +248,11 @@ func (db *DB) DeleteUser(ctx context.Context, id string) ([]string, error) {
 		if tag.RowsAffected() == 0 {
 			return ErrNotFound
 		}
-		return nil
+		if err := recordBumps(ctx, tx, UserKey(id), ListKey); err != nil {
+			return err
+		}
+		ev.UserID = id
+		return insertEvents(ctx, tx, ev)
 	})
 	return ended, err
 }
@@ -345,7 +375,10 @@ func (db *DB) ImportUsers(ctx context.Context, users []NewUser) (inserted int64,
 			}
 			inserted += tag.RowsAffected()
 		}
-		return results.Close()
+		if err := results.Close(); err != nil {
+			return err
+		}
+		return recordBumps(ctx, tx, ListKey)
 	})
 	return inserted, err
 }

@@ -58,6 +58,24 @@ func (a api) do(method, path, bearer string, body any) response {
 	return r
 }
 
+// doWithHook sends a body-less request with a testhooks fault trigger.
+func (a api) doWithHook(method, path, bearer, hook string) response {
+	req, _ := http.NewRequest(method, a.base+path, nil)
+	req.Header.Set("X-Usher-Testhook", hook)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return response{raw: err.Error()}
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	json.Unmarshal(raw, &r.body)
+	return r
+}
+
 // want fails unless the response has the status (and, for problems, code).
 func (r response) want(t *testing.T, what string, status int, code ...string) response {
 	t.Helper()

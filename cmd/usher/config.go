@@ -43,6 +43,9 @@ var settings = []setting{
 	{"USHER_JWT_KEY_FILE", "", "PEM Ed25519 private key that pins the signing key"},
 	{"USHER_JWT_AUDIENCE", "usher", "JWT aud"},
 	{"USHER_ACCESS_TTL", "15m", "access token lifetime"},
+	{"USHER_VERIFY_TTL", "24h", "lifetime of an email verification token"},
+	{"USHER_RESET_TTL", "30m", "lifetime of a password reset token"},
+	{"USHER_SMTP_TIMEOUT", "10s", "timeout of one SMTP delivery; the mailer's claim on an email outlasts it"},
 	{"USHER_SESSION_LIFETIME", "720h", "absolute session lifetime from login; refreshing never extends it"},
 	{"USHER_SESSION_IDLE", "168h", "a session ends after this long without a refresh"},
 	{"USHER_NAMESPACE", "usher", "prefix of every NATS subject, stream, exchange, queue and Redis key ([a-z0-9_]+)"},
@@ -55,6 +58,9 @@ var settings = []setting{
 	{"USHER_ARGON2_MEMORY_KIB", "19456", "argon2id memory"},
 	{"USHER_ARGON2_TIME", "2", "argon2id iterations"},
 	{"USHER_REFRESH_GRACE", "10s", "window in which a refresh token's predecessor returns the same successor"},
+	{"USHER_CACHE", "on", "off reads every user view and list page from PostgreSQL"},
+	{"USHER_CACHE_USER_TTL", "5m", "how long a user's view stays in Redis (plus up to 10% jitter)"},
+	{"USHER_CACHE_LIST_TTL", "30s", "how long an admin list page stays in Redis (plus up to 10% jitter)"},
 	{"USHER_PRUNE_INTERVAL", "10m", "how often a node prunes expired sessions, tokens, revocations and published events"},
 	{"USHER_RETENTION", "168h", "how long ended sessions, used tokens, published outbox rows and sent-email records are kept"},
 	{"USHER_LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -83,6 +89,9 @@ type config struct {
 	JWTKeyFile          string
 	JWTAudience         string
 	AccessTTL           time.Duration
+	VerifyTTL           time.Duration
+	ResetTTL            time.Duration
+	SMTPTimeout         time.Duration
 	SessionLifetime     time.Duration
 	SessionIdle         time.Duration
 	Namespace           string
@@ -95,6 +104,9 @@ type config struct {
 	Argon2MemoryKiB     uint32
 	Argon2Time          uint32
 	RefreshGrace        time.Duration
+	Cache               bool
+	CacheUserTTL        time.Duration
+	CacheListTTL        time.Duration
 	PruneInterval       time.Duration
 	Retention           time.Duration
 	LogLevel            string
@@ -175,6 +187,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		JWTKeyFile:      get("USHER_JWT_KEY_FILE"),
 		JWTAudience:     get("USHER_JWT_AUDIENCE"),
 		AccessTTL:       duration("USHER_ACCESS_TTL"),
+		VerifyTTL:       duration("USHER_VERIFY_TTL"),
+		ResetTTL:        duration("USHER_RESET_TTL"),
+		SMTPTimeout:     duration("USHER_SMTP_TIMEOUT"),
 		SessionLifetime: duration("USHER_SESSION_LIFETIME"),
 		SessionIdle:     duration("USHER_SESSION_IDLE"),
 		Namespace:       get("USHER_NAMESPACE"),
@@ -186,6 +201,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Argon2MemoryKiB: uint32(number("USHER_ARGON2_MEMORY_KIB", 8, 4<<20)),
 		Argon2Time:      uint32(number("USHER_ARGON2_TIME", 1, 100)),
 		RefreshGrace:    duration("USHER_REFRESH_GRACE"),
+		Cache:           boolean("USHER_CACHE"),
+		CacheUserTTL:    duration("USHER_CACHE_USER_TTL"),
+		CacheListTTL:    duration("USHER_CACHE_LIST_TTL"),
 		PruneInterval:   duration("USHER_PRUNE_INTERVAL"),
 		Retention:       duration("USHER_RETENTION"),
 		LogLevel:        get("USHER_LOG_LEVEL"),

@@ -55,6 +55,9 @@ func connectRedis(ctx context.Context, cfg config) (*redis.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("USHER_REDIS_URL: %w", err)
 	}
+	// Deadlines on contexts must hold for reads too: a stalled Redis may
+	// only degrade the cache, never hold a request.
+	opts.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(opts)
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()

@@ -30,6 +30,7 @@ const usage = `usage: usher <command> [arguments]
   migrate     database migrations: up, down [N], goto V, force V, version, status, create NAME, check
   users       create-admin --email E, set-role E ROLE, import [FILE]
   keys        rotate: add a signing key, published before it signs
+  cache       stats: hit ratio, key count and Redis memory
 
 Configuration comes from USHER_* environment variables (see README.md).`
 
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runUsers(ctx, cfg, rest, stdin, stdout)
 	case "keys":
 		return runKeys(ctx, cfg, rest, stdout)
+	case "cache":
+		return runCache(ctx, cfg, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,14 +21,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/usher-auth/usher/actors"
+	"github.com/usher-auth/usher/bridge"
 	"github.com/usher-auth/usher/gateway"
+	"github.com/usher-auth/usher/internal/event"
 	"github.com/usher-auth/usher/internal/password"
 	"github.com/usher-auth/usher/internal/ratelimit"
 	"github.com/usher-auth/usher/internal/token"
+	"github.com/usher-auth/usher/mailer"
 	"github.com/usher-auth/usher/migrations"
 	"github.com/usher-auth/usher/store"
 )
@@ -43,7 +46,7 @@ type process struct {
 	db      *store.DB
 	redis   *redis.Client
 	nc      *nats.Conn
-	amqp    *amqp.Connection
+	sealer  *event.Sealer
 	// stops run in reverse order of start.
 	stops []func(context.Context) error
 }
@@ -62,8 +65,17 @@ var needs = map[string][]string{
 // runRoles starts the role (serve: every role), waits for ctx to end, then
 // shuts down: stop accepting, finish what is in flight, drain NATS.
 func runRoles(ctx context.Context, cfg config, role string, args []string, stderr io.Writer) error {
-	if len(args) > 0 {
-		return fmt.Errorf("%s takes no arguments, got %q", role, args)
+	fs := flag.NewFlagSet(role, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	workers := 2
+	if role == "mailer" || role == "serve" {
+		fs.IntVar(&workers, "workers", workers, "mail delivery workers")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 || workers < 1 {
+		return fmt.Errorf("usage: usher %s%s", role, map[bool]string{true: " [--workers N]"}[role == "mailer" || role == "serve"])
 	}
 	p := &process{cfg: cfg, log: newLogger(cfg, stderr, role), metrics: prometheus.NewRegistry()}
 	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -73,6 +85,14 @@ func runRoles(ctx context.Context, cfg config, role string, args []string, stder
 	}
 	if err := resolveSecrets(&p.cfg, role); err != nil {
 		return err
+	}
+	if p.cfg.EventKey != "" {
+		key, _ := token.ParseSecret(p.cfg.EventKey) // checked by resolveSecrets
+		sealer, err := event.NewSealer(key)
+		if err != nil {
+			return fmt.Errorf("USHER_EVENT_KEY: %w", err)
+		}
+		p.sealer = sealer
 	}
 	if err := p.connect(ctx, role); err != nil {
 		return err
@@ -84,6 +104,12 @@ func runRoles(ctx context.Context, cfg config, role string, args []string, stder
 		if err := p.startNode(ctx); err != nil {
 			return err
 		}
+	}
+	if role == "serve" || role == "bridge" {
+		p.startBridge()
+	}
+	if role == "serve" || role == "mailer" {
+		p.startMailer(workers)
 	}
 	if role == "serve" || role == "gateway" {
 		if err := p.startGateway(); err != nil {
@@ -140,12 +166,13 @@ func (p *process) connect(ctx context.Context, role string) error {
 		p.onStop(func(context.Context) error { return rdb.Close() })
 	}
 	if slices.Contains(need, "amqp") {
+		// Checked here so a wrong URL fails the start; the bridge and the
+		// mailer hold their own connections and reconnect by themselves.
 		conn, err := connectAMQP(p.cfg)
 		if err != nil {
 			return err
 		}
-		p.amqp = conn
-		p.onStop(func(context.Context) error { return conn.Close() })
+		conn.Close()
 	}
 	if slices.Contains(need, "nats") {
 		var srv *natsserver.Server
@@ -221,6 +248,9 @@ func (p *process) startNode(ctx context.Context) error {
 		Tokens:      tokens,
 		Lifetimes:   actors.Lifetimes{Session: p.cfg.SessionLifetime, Idle: p.cfg.SessionIdle, Grace: p.cfg.RefreshGrace},
 		HashParams:  params,
+		Sealer:      p.sealer,
+		TokenTTLs:   actors.TokenTTLs{Verify: p.cfg.VerifyTTL, Reset: p.cfg.ResetTTL},
+		Cache:       actors.CacheConfig{Enabled: p.cfg.Cache, UserTTL: p.cfg.CacheUserTTL, ListTTL: p.cfg.CacheListTTL},
 		Log:         p.log,
 		Metrics:     p.metrics,
 	})
@@ -228,8 +258,60 @@ func (p *process) startNode(ctx context.Context) error {
 		return err
 	}
 	p.onStop(node.Stop)
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	p.onStop(func(context.Context) error { stopRelay(); return nil })
+	if _, err := actors.StartRelay(relayCtx, p.nc, p.db, p.cfg.Namespace, p.log, p.metrics); err != nil {
+		return err
+	}
 	p.startPrune()
 	return nil
+}
+
+// background runs f until the process stops, and waits for it to return.
+func (p *process) background(name string, f func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f(ctx) }()
+	p.onStop(func(stopCtx context.Context) error {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		case <-stopCtx.Done():
+			return fmt.Errorf("%s did not stop in time", name)
+		}
+	})
+}
+
+func (p *process) startBridge() {
+	p.background("bridge", func(ctx context.Context) error {
+		return bridge.Run(ctx, bridge.Config{
+			NATS: p.nc, AMQPURL: p.cfg.AMQPURL, Namespace: p.cfg.Namespace, Log: p.log, Metrics: p.metrics,
+		})
+	})
+}
+
+func (p *process) startMailer(workers int) {
+	p.background("mailer", func(ctx context.Context) error {
+		return mailer.Run(ctx, mailer.Config{
+			AMQPURL:     p.cfg.AMQPURL,
+			Namespace:   p.cfg.Namespace,
+			Workers:     workers,
+			Prefetch:    1,
+			DB:          p.db,
+			Sealer:      p.sealer,
+			SMTPURL:     p.cfg.SMTPURL,
+			From:        p.cfg.MailFrom,
+			VerifyURL:   p.cfg.VerifyURL,
+			ResetURL:    p.cfg.ResetURL,
+			SMTPTimeout: p.cfg.SMTPTimeout,
+			Log:         p.log,
+			Metrics:     p.metrics,
+		})
+	})
 }
 
 // startPrune removes what retention allows, on every node; an advisory lock

@@ -1,0 +1,343 @@
+package benchmarks
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteReports writes results.json and report.html into dir.
+func WriteReports(dir string, res *Results) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	raw, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(raw, '\n'), 0o644); err != nil {
+		return err
+	}
+	page, err := HTML(res)
+	if err != nil {
+		return fmt.Errorf("report.html: %w", err)
+	}
+	return os.WriteFile(filepath.Join(dir, "report.html"), page, 0o644)
+}
+
+// row is a table row: the steps of one scenario, mode and load over the
+// runs, shown as medians.
+type row struct {
+	sr    *ScenarioResult
+	mode  string
+	label string
+	steps []*StepResult
+}
+
+// rows groups the quick and overload steps of sr by load, in the order
+// they first ran. Capacity probes are summarized separately.
+func rows(sr *ScenarioResult) []row {
+	var out []row
+	for _, s := range sr.Steps {
+		if s.Mode == ModeCapacity {
+			continue
+		}
+		i := slices.IndexFunc(out, func(r row) bool { return r.mode == s.Mode && r.label == s.Label })
+		if i < 0 {
+			out = append(out, row{sr: sr, mode: s.Mode, label: s.Label})
+			i = len(out) - 1
+		}
+		out[i].steps = append(out[i].steps, s)
+	}
+	return out
+}
+
+// med is the median over r's runs of f.
+func (r row) med(f func(*StepResult) float64) float64 {
+	xs := make([]float64, len(r.steps))
+	for i, s := range r.steps {
+		xs[i] = f(s)
+	}
+	return median(xs)
+}
+
+// medP999 is the median P99.9 of the runs that have one.
+func (r row) medP999() (float64, bool) {
+	var xs []float64
+	for _, s := range r.steps {
+		if s.Latency.P999 != nil {
+			xs = append(xs, *s.Latency.P999)
+		}
+	}
+	if len(xs) == 0 {
+		return 0, false
+	}
+	return median(xs), true
+}
+
+// errorKinds sums the errors of r's runs by kind.
+func (r row) errorKinds() map[string]int64 {
+	m := map[string]int64{}
+	for _, s := range r.steps {
+		for k, n := range s.ErrorsByStatus {
+			m[k] += n
+		}
+	}
+	return m
+}
+
+// serverAt summarizes a server histogram over the runs of one step: the
+// series with the most observations, with the medians of its figures.
+func serverAt(steps []*StepResult, metric string) (ServerHistogram, bool) {
+	best := map[string][]ServerHistogram{}
+	var keys []string
+	for _, s := range steps {
+		for _, h := range s.Server {
+			if h.Metric != metric {
+				continue
+			}
+			k := seriesKey(h.Metric, h.Labels)
+			if _, ok := best[k]; !ok {
+				keys = append(keys, k)
+			}
+			best[k] = append(best[k], h)
+		}
+	}
+	if len(keys) == 0 {
+		return ServerHistogram{}, false
+	}
+	pick := keys[0]
+	total := func(hs []ServerHistogram) (t float64) {
+		for _, h := range hs {
+			t += h.Count
+		}
+		return t
+	}
+	for _, k := range keys {
+		if total(best[k]) > total(best[pick]) {
+			pick = k
+		}
+	}
+	hs := best[pick]
+	get := func(f func(ServerHistogram) float64) float64 {
+		xs := make([]float64, len(hs))
+		for i, h := range hs {
+			xs[i] = f(h)
+		}
+		return round(median(xs), 3)
+	}
+	return ServerHistogram{
+		Metric: metric, Labels: hs[0].Labels,
+		Count:  get(func(h ServerHistogram) float64 { return h.Count }),
+		MeanMs: get(func(h ServerHistogram) float64 { return h.MeanMs }),
+		P50Ms:  get(func(h ServerHistogram) float64 { return h.P50Ms }),
+		P90Ms:  get(func(h ServerHistogram) float64 { return h.P90Ms }),
+		P99Ms:  get(func(h ServerHistogram) float64 { return h.P99Ms }),
+	}, true
+}
+
+func labelString(l map[string]string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// hashLines are the hash time, the server's hash histogram beside it, and
+// the hash-queue wait at 70% load, as the table and the page print them.
+func hashLines(res *Results) (hash string, server []string, wait []string) {
+	ht := res.HashTime
+	hash = fmt.Sprintf("hash time %.1f ms: median of %d single-threaded hashes before the run, %s (min %.1f, max %.1f ms; load average %.2f on %d CPUs)",
+		ht.MedianMs, ht.Samples, ht.Params(), ht.MinMs, ht.MaxMs, ht.LoadAverage, res.Environment.NumCPU)
+	for _, sr := range res.Scenarios {
+		if !sr.Hashing {
+			continue
+		}
+		steps := at(sr.stepsOf(ModeQuick), LatencyLoad)
+		if len(steps) == 0 {
+			steps = sr.stepsOf(ModeQuick)
+		}
+		if len(steps) == 0 {
+			continue
+		}
+		where := fmt.Sprintf("%s at %s (%.1f req/s)", sr.Name, steps[0].Label, steps[0].OfferedRate)
+		if h, ok := serverAt(steps, MetricHashDuration); ok {
+			server = append(server, fmt.Sprintf("server hash time during %s: mean %.1f ms, p50 ≈ %.1f ms, p99 ≈ %.1f ms over %.0f hashes [%s%s]",
+				where, h.MeanMs, h.P50Ms, h.P99Ms, h.Count, h.Metric, labelString(h.Labels)))
+		}
+		if h, ok := serverAt(steps, MetricHashQueueWait); ok {
+			at := "at 70% load"
+			if steps[0].LoadFraction != LatencyLoad {
+				at = "at " + steps[0].Label
+			}
+			wait = append(wait, fmt.Sprintf("hash-queue wait %s, %s: mean %.2f ms, p50 ≈ %.2f ms, p99 ≈ %.2f ms over %.0f jobs [%s]",
+				at, where, h.MeanMs, h.P50Ms, h.P99Ms, h.Count, h.Metric))
+		}
+	}
+	if len(res.Parameters.Admin) == 0 {
+		server = append(server, "server hash histogram: not read (pass --admin with each process's admin address)")
+		wait = append(wait, "hash-queue wait at 70% load: not read (pass --admin)")
+	}
+	return hash, server, wait
+}
+
+// PrintTable writes the terminal summary of res.
+func PrintTable(w io.Writer, res *Results) {
+	p := res.Parameters
+	fmt.Fprintf(w, "\nusher-bench  %s  base %s  budget %s  modes %s  runs %d  cores %d  steps %gs (+%gs warm-up)\n",
+		res.StartedAt.Format("2006-01-02 15:04 MST"), p.Base, p.Budget, strings.Join(p.Modes, ","), p.Runs, p.Cores, p.DurationS, p.WarmupS)
+	hash, server, wait := hashLines(res)
+	fmt.Fprintln(w, hash)
+	for _, l := range server {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tstep\toffered/s\tachieved/s\tp50\tp90\tp95\tp99\tp99.9\tmax\terrors\tshed\tcpu/req\t")
+	var kinds []string
+	for _, sr := range res.Scenarios {
+		rs := rows(sr)
+		if len(rs) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\n", sr.Name, strings.ReplaceAll(sr.Status, "_", " "))
+			continue
+		}
+		for _, r := range rs {
+			p999 := "–"
+			if v, ok := r.medP999(); ok {
+				p999 = fmtMs(v)
+			}
+			label := r.label
+			if r.mode == ModeOverload {
+				label = "overload " + label
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f (%.2f%%)\t%.0f\t%.0f µs\t\n",
+				sr.Name, label,
+				r.med(func(s *StepResult) float64 { return s.OfferedRate }),
+				r.med(func(s *StepResult) float64 { return s.AchievedRate }),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P50 })),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P90 })),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P95 })),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P99 })),
+				p999,
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.Max })),
+				r.med(func(s *StepResult) float64 { return float64(s.Errors) }),
+				100*r.med(func(s *StepResult) float64 { return s.ErrorRate }),
+				r.med(func(s *StepResult) float64 { return float64(s.Shed) }),
+				r.med(func(s *StepResult) float64 { return s.GeneratorCPUPerRequestUs }))
+			if k := r.errorKinds(); len(k) > 0 {
+				kinds = append(kinds, fmt.Sprintf("  %s %s: %s", sr.Name, label, strings.TrimSuffix(strings.TrimPrefix(errorList(k), " ("), ")")))
+			}
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "medians over %d runs; latency from each request's intended start (open loop); p99.9 only above %d samples\n", p.Runs, P999MinSamples)
+	if len(kinds) > 0 {
+		fmt.Fprintln(w, "errors by kind (all runs):")
+		for _, k := range kinds {
+			fmt.Fprintln(w, k)
+		}
+	}
+	for _, l := range wait {
+		fmt.Fprintln(w, l)
+	}
+
+	for _, sr := range res.Scenarios {
+		if sr.Status != StatusOK {
+			fmt.Fprintf(w, "%s: %s — %s\n", sr.Name, strings.ReplaceAll(sr.Status, "_", " "), sr.Detail)
+		}
+	}
+	var caps []string
+	for _, sr := range res.Scenarios {
+		if len(sr.Capacity.PerRun) > 0 {
+			caps = append(caps, fmt.Sprintf("  %-14s %8.1f req/s (floor %.1f; runs %s)", sr.Name, sr.Capacity.Median, sr.FloorRate, floats(sr.Capacity.PerRun, "%.1f")))
+		}
+	}
+	if len(caps) > 0 {
+		fmt.Fprintln(w, "\ncapacity (information only: the highest rate achieved ≥ 95% with errors < 0.1%):")
+		for _, c := range caps {
+			fmt.Fprintln(w, c)
+		}
+	}
+	for _, sr := range res.Scenarios {
+		for _, r := range rows(sr) {
+			if r.mode != ModeOverload {
+				continue
+			}
+			fmt.Fprintf(w, "overload %s at %s (%.1f req/s): shed %.0f of %.0f with 503 overloaded (shed p50 %s); admitted p50 %s, p99 %s, max %s\n",
+				sr.Name, r.label, r.med(func(s *StepResult) float64 { return s.OfferedRate }),
+				r.med(func(s *StepResult) float64 { return float64(s.Shed) }),
+				r.med(func(s *StepResult) float64 { return float64(s.Measured) }),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.ShedLatency.P50 })),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.P50 })),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.P99 })),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.Max })))
+		}
+	}
+	for _, r := range res.Enumeration.Runs {
+		for _, p := range []struct {
+			what string
+			p    EnumerationPair
+		}{{"login", r.Login}, {"reset request", r.Reset}} {
+			if p.p.Measured {
+				fmt.Fprintf(w, "enumeration run %d, %s: %s median %.2f ms vs %s median %.2f ms: difference %.3f ms\n",
+					r.Run, p.what, p.p.A, p.p.AMedianMs, p.p.B, p.p.BMedianMs, p.p.DiffMs)
+			}
+		}
+	}
+
+	if len(res.Verdicts) > 0 {
+		fmt.Fprintln(w, "\nverdicts (each on the median of the runs):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, v := range res.Verdicts {
+			mark := "PASS"
+			if !v.Pass {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\truns %s\t%s\n", mark, v.Scenario, v.Description, floats(v.PerRun, "%.3g"), v.Detail)
+		}
+		tw.Flush()
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+	failed := 0
+	for _, v := range res.Verdicts {
+		if !v.Pass {
+			failed++
+		}
+	}
+	switch {
+	case len(res.Verdicts) == 0:
+		fmt.Fprintln(w, "\nRESULT: no verdicts in this mode (information only)")
+	case failed == 0:
+		fmt.Fprintf(w, "\nRESULT: PASS — all %d verdicts held\n", len(res.Verdicts))
+	default:
+		fmt.Fprintf(w, "\nRESULT: FAIL — %d of %d verdicts failed\n", failed, len(res.Verdicts))
+	}
+}
+
+func floats(xs []float64, format string) string {
+	if len(xs) == 0 {
+		return "–"
+	}
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf(format, x)
+	}
+	return strings.Join(parts, " ")
+}

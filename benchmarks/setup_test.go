@@ -1,0 +1,86 @@
+package benchmarks
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for the migrations
+
+	"github.com/usher-auth/usher/internal/event"
+	"github.com/usher-auth/usher/internal/testenv"
+	"github.com/usher-auth/usher/migrations"
+)
+
+// TestResetTokensAreUnsealedFromTheOutbox writes sealed reset events as
+// the server does and reads the tokens back with the event key: the latest
+// token of an address wins, other types and rows before the mark are
+// ignored, and a key that opens nothing is named as the problem.
+func TestResetTokensAreUnsealedFromTheOutbox(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.Database(t)
+	sqlDB, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	if err := migrations.Up(ctx, sqlDB); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	sealer, err := event.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert := func(typ, to, token string) {
+		t.Helper()
+		env := event.Envelope{ID: uuid.NewString(), Type: typ, OccurredAt: time.Now().UTC()}
+		if err := sealer.Seal(&env, event.Mail{To: to, Purpose: typ, Token: token}); err != nil {
+			t.Fatal(err)
+		}
+		payload, _ := json.Marshal(env)
+		if _, err := sqlDB.ExecContext(ctx, `INSERT INTO outbox (id, type, payload) VALUES ($1, $2, $3)`, env.ID, typ, payload); err != nil {
+			t.Fatalf("insert outbox row: %v", err)
+		}
+	}
+	insert(event.ResetRequested, "a@example.com", "before-the-mark")
+	var mark int64
+	if err := sqlDB.QueryRowContext(ctx, `SELECT max(seq) FROM outbox`).Scan(&mark); err != nil {
+		t.Fatal(err)
+	}
+	insert(event.ResetRequested, "a@example.com", "a-old")
+	insert(event.VerificationRequested, "b@example.com", "not-a-reset")
+	insert(event.ResetRequested, "b@example.com", "b-1")
+	insert(event.ResetRequested, "a@example.com", "a-new")
+	insert(event.ResetRequested, "someone-else@example.com", "other")
+
+	f, err := newFixture(ctx, Options{Database: url, Base: "http://127.0.0.1:1", EventKey: base64.StdEncoding.EncodeToString(key), Cores: 1}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	tokens, err := f.readResetTokens(ctx, mark, []string{"a@example.com", "B@example.com"}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(tokens, ",") != "a-new,b-1" {
+		t.Fatalf("got tokens %q, want [a-new b-1]", tokens)
+	}
+	if _, err := f.readResetTokens(ctx, mark, []string{"c@example.com"}, 200*time.Millisecond); err == nil || !strings.Contains(err.Error(), "found 0 of 1") {
+		t.Fatalf("missing address: got %v, want a 'found 0 of 1' error", err)
+	}
+
+	other := make([]byte, 32)
+	rand.Read(other)
+	f.sealer, _ = event.NewSealer(other)
+	if _, err := f.readResetTokens(ctx, mark, []string{"a@example.com"}, time.Second); err == nil || !strings.Contains(err.Error(), "USHER_EVENT_KEY") {
+		t.Fatalf("wrong key: got %v, want an error naming USHER_EVENT_KEY", err)
+	}
+}

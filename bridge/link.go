@@ -1,0 +1,137 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/usher-auth/usher/mailer"
+)
+
+// link is the bridge's RabbitMQ connection: one channel in confirm mode,
+// replaced with backoff whenever it breaks.
+type link struct {
+	url  string
+	topo mailer.Topology
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	conn *amqp.Connection
+	ch   *amqp.Channel
+}
+
+// channel returns the open channel, connecting (and declaring the
+// topology) with backoff until it succeeds or ctx ends. A topology that
+// exists with other arguments is returned at once as an error.
+func (l *link) channel(ctx context.Context) (*amqp.Channel, error) {
+	l.mu.Lock()
+	ch := l.ch
+	l.mu.Unlock()
+	if ch != nil {
+		if !ch.IsClosed() {
+			return ch, nil
+		}
+		l.log.Warn("RabbitMQ connection lost; reconnecting")
+	}
+	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	for {
+		conn, ch, err := l.connect()
+		if err == nil {
+			l.mu.Lock()
+			old := l.conn
+			l.conn, l.ch = conn, ch
+			l.mu.Unlock()
+			if old != nil {
+				old.Close()
+			}
+			l.log.Info("connected to RabbitMQ", "exchange", l.topo.Exchange())
+			return ch, nil
+		}
+		if errors.Is(err, mailer.ErrTopologyMismatch) {
+			return nil, err
+		}
+		wait := bo.next()
+		l.log.Warn("cannot reach RabbitMQ; events wait in the stream", "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (l *link) connect() (*amqp.Connection, *amqp.Channel, error) {
+	conn, err := amqp.DialConfig(l.url, amqp.Config{
+		Dial:       amqp.DefaultDial(5 * time.Second),
+		Heartbeat:  10 * time.Second,
+		Properties: amqp.Table{"connection_name": "usher-bridge " + l.topo.Namespace},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = l.topo.Declare(ch)
+	}
+	if err == nil {
+		err = ch.Confirm(false)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, ch, nil
+}
+
+// alive reports whether ch is still the link's open channel.
+func (l *link) alive(ch *amqp.Channel) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return ch != nil && ch == l.ch && !ch.IsClosed()
+}
+
+// broken drops the connection of ch, unless it was replaced already. Its
+// unconfirmed publishes are nacked, so their events go back to JetStream.
+func (l *link) broken(ch *amqp.Channel, cause error) {
+	l.mu.Lock()
+	if ch != l.ch || l.conn == nil {
+		l.mu.Unlock()
+		return
+	}
+	conn := l.conn
+	l.conn, l.ch = nil, nil
+	l.mu.Unlock()
+	l.log.Warn("dropping the RabbitMQ connection", "err", cause)
+	// A stalled peer never answers the close: do not wait long for it.
+	go conn.CloseDeadline(time.Now().Add(time.Second))
+}
+
+func (l *link) close() {
+	l.mu.Lock()
+	conn := l.conn
+	l.conn, l.ch = nil, nil
+	l.mu.Unlock()
+	if conn != nil {
+		conn.CloseDeadline(time.Now().Add(time.Second))
+	}
+}
+
+// backoff doubles a wait from min to max, with jitter.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }

@@ -1,0 +1,225 @@
+package store
+
+import (
+	"database/sql"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/usher-auth/usher/internal/event"
+	"github.com/usher-auth/usher/internal/testenv"
+	"github.com/usher-auth/usher/migrations"
+)
+
+func openTestDB(t *testing.T) *DB {
+	t.Helper()
+	url := testenv.Database(t)
+	sqlDB, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	if err := migrations.Up(t.Context(), sqlDB); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+func count(t *testing.T, db *DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.pool.QueryRow(t.Context(), query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestResetRequestForUnknownEmailWritesNothing(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	u, err := db.CreateUser(ctx, NewUser{Email: "known@example.com", PasswordHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func() event.Envelope {
+		return event.Envelope{ID: uuid.NewString(), Type: event.ResetRequested, OccurredAt: time.Now()}
+	}
+	if err := db.RequestReset(ctx, "unknown@example.com", OneTimeToken{Hash: []byte("a"), Purpose: PurposeReset, TTL: time.Hour}, ev()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, `SELECT count(*) FROM outbox`) + count(t, db, `SELECT count(*) FROM one_time_tokens`); n != 0 {
+		t.Fatalf("unknown email: got %d rows, want none", n)
+	}
+	if err := db.RequestReset(ctx, "known@example.com", OneTimeToken{Hash: []byte("b"), Purpose: PurposeReset, TTL: time.Hour}, ev()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, `SELECT count(*) FROM outbox WHERE user_id = $1 AND payload->>'user_id' = $2`, u.ID, u.ID); n != 1 {
+		t.Fatalf("known email: got %d events with the user id, want 1", n)
+	}
+	// A second request supersedes the first token.
+	if err := db.RequestReset(ctx, "known@example.com", OneTimeToken{Hash: []byte("c"), Purpose: PurposeReset, TTL: time.Hour}, ev()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.TokenState(ctx, []byte("b"), PurposeReset); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("superseded token: got %v, want ErrTokenInvalid", err)
+	}
+	if err := db.TokenState(ctx, []byte("c"), PurposeReset); err != nil {
+		t.Fatalf("newest token: got %v, want usable", err)
+	}
+}
+
+func TestTokensAreSingleUseAndExpire(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	u, _ := db.CreateUser(ctx, NewUser{Email: "v@example.com", PasswordHash: "h"})
+	noEvent := func(u User) (event.Envelope, error) {
+		return event.Envelope{ID: uuid.NewString(), Type: event.EmailVerified, OccurredAt: time.Now(), UserID: u.ID}, nil
+	}
+	if err := db.RequestVerification(ctx, u.ID, OneTimeToken{Hash: []byte("v1"), Purpose: PurposeVerify, TTL: time.Hour}, event.Envelope{ID: uuid.NewString(), Type: event.VerificationRequested, OccurredAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.ConfirmVerification(ctx, []byte("v1"), noEvent)
+	if err != nil || got.EmailVerifiedAt == nil {
+		t.Fatalf("confirm: got %+v, %v", got, err)
+	}
+	if _, err := db.ConfirmVerification(ctx, []byte("v1"), noEvent); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("second use: got %v, want ErrTokenInvalid", err)
+	}
+	db.RequestVerification(ctx, u.ID, OneTimeToken{Hash: []byte("v2"), Purpose: PurposeVerify, TTL: time.Millisecond}, event.Envelope{ID: uuid.NewString(), Type: event.VerificationRequested, OccurredAt: time.Now()})
+	time.Sleep(20 * time.Millisecond)
+	if _, err := db.ConfirmVerification(ctx, []byte("v2"), noEvent); !errors.Is(err, ErrTokenExpired) {
+		t.Fatalf("expired: got %v, want ErrTokenExpired", err)
+	}
+	if _, err := db.ConfirmVerification(ctx, []byte("v2"), func(User) (event.Envelope, error) { return event.Envelope{}, nil }); !errors.Is(err, ErrTokenExpired) {
+		t.Fatalf("a token of the wrong purpose: got %v", err)
+	}
+}
+
+// Several relays may run; no event is handed to two of them at once and
+// every event is published.
+func TestParallelRelaysPublishEachEventOnce(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	for range 300 {
+		if err := db.QueueEvent(ctx, event.Envelope{ID: uuid.NewString(), Type: event.UserDeleted, OccurredAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+		wg   sync.WaitGroup
+	)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n, err := db.PublishEvents(ctx, 17, func(evs []OutboxEvent) error {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, e := range evs {
+						seen[e.ID]++
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n == 0 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 300 {
+		t.Fatalf("got %d events published, want 300", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("event %s published %d times, want once", id, n)
+		}
+	}
+	if depth, _, _ := db.OutboxStats(ctx); depth != 0 {
+		t.Fatalf("outbox depth after relaying: got %d, want 0", depth)
+	}
+}
+
+func TestFailedPublishLeavesEventsForTheNextPass(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	db.QueueEvent(ctx, event.Envelope{ID: uuid.NewString(), Type: event.UserDeleted, OccurredAt: time.Now()})
+	if _, err := db.PublishEvents(ctx, 10, func([]OutboxEvent) error { return errors.New("NATS down") }); err == nil {
+		t.Fatal("want the publish error")
+	}
+	if depth, _, _ := db.OutboxStats(ctx); depth != 1 {
+		t.Fatalf("after a failed publish: got depth %d, want 1", depth)
+	}
+}
+
+func TestRefreshReuseEndsTheSessionDurably(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	sid := uuid.NewString()
+	_, _, _, err := db.Register(ctx, NewUser{Email: "s@example.com", PasswordHash: "h"},
+		NewSession{ID: sid, Lifetime: time.Hour}, OneTimeToken{Hash: []byte("t"), Purpose: PurposeVerify, TTL: time.Hour},
+		event.Envelope{ID: uuid.NewString(), Type: event.UserRegistered, OccurredAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for counter := range int64(3) {
+		if _, err := db.Refresh(ctx, sid, counter, time.Minute, time.Hour); err != nil {
+			t.Fatalf("rotation at %d: %v", counter, err)
+		}
+	}
+	// Counter 2 is the predecessor (current is 3): same successor, no change.
+	r, err := db.Refresh(ctx, sid, 2, time.Minute, time.Hour)
+	if err != nil || r.Session.RefreshCounter != 3 {
+		t.Fatalf("grace replay: got counter %d, %v; want 3", r.Session.RefreshCounter, err)
+	}
+	if _, err := db.Refresh(ctx, sid, 1, time.Minute, time.Hour); !errors.Is(err, ErrReuse) {
+		t.Fatalf("two generations old: got %v, want ErrReuse", err)
+	}
+	if n := count(t, db, `SELECT count(*) FROM revoked_sessions WHERE session_id = $1`, sid); n != 1 {
+		t.Fatalf("revocation rows: got %d, want 1 (the reuse must commit it)", n)
+	}
+	if _, err := db.Refresh(ctx, sid, 3, time.Minute, time.Hour); !errors.Is(err, ErrSessionEnded) {
+		t.Fatalf("after reuse: got %v, want ErrSessionEnded", err)
+	}
+}
+
+func TestPruneKeepsWhatRetentionKeeps(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	u, _ := db.CreateUser(ctx, NewUser{Email: "p@example.com", PasswordHash: "h"})
+	for _, s := range []struct {
+		id      string
+		expires string
+	}{{uuid.NewString(), "-2 days"}, {uuid.NewString(), "1 day"}} {
+		if _, err := db.pool.Exec(ctx, `INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + $3::interval)`, s.id, u.ID, s.expires); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.pool.Exec(ctx, `INSERT INTO revoked_sessions (session_id, revoked_at) VALUES ($1, now() - interval '1 hour'), ($2, now())`, uuid.NewString(), uuid.NewString())
+	deleted, err := db.Prune(ctx, Retention{Revocations: 30 * time.Minute, Ended: 24 * time.Hour, Published: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted["sessions"] != 1 || deleted["revoked_sessions"] != 1 {
+		t.Fatalf("got %v, want one expired session and one old revocation deleted", deleted)
+	}
+	if n := count(t, db, `SELECT count(*) FROM sessions`) + count(t, db, `SELECT count(*) FROM revoked_sessions`); n != 2 {
+		t.Fatalf("rows left: got %d, want 2", n)
+	}
+}
