@@ -6,8 +6,9 @@ export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
 .PHONY: run test fuzz build bench migrate-up migrate-down lint services
 
-## run: start the services if needed, then usher serve on 127.0.0.1:8080
-run: services
+## run: start the services (and Mailpit) if needed, then usher serve on 127.0.0.1:8080
+run:
+	bash .ci/services --mailpit
 	$(GO) run ./cmd/usher serve
 
 ## test: vet, format check, and every test against the real services

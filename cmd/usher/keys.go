@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -17,8 +18,13 @@ import (
 const rotationDelay = 2 * time.Minute
 
 func runKeys(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
-	if len(args) != 1 || args[0] != "rotate" {
-		return errors.New("usage: usher keys rotate")
+	if len(args) == 0 || args[0] != "rotate" {
+		return errors.New("usage: usher keys rotate [--after DURATION]")
+	}
+	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
+	after := fs.Duration("after", rotationDelay, "how long the key is published before it signs")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
 	}
 	if cfg.JWTKeyFile != "" {
 		return errors.New("USHER_JWT_KEY_FILE pins the signing key: replace the file instead of rotating")
@@ -44,9 +50,9 @@ func runKeys(ctx context.Context, cfg config, args []string, stdout io.Writer) e
 		return err
 	}
 	defer db.Close()
-	if err := db.AddSigningKey(ctx, store.SigningKeyRow{ID: k.ID, Public: k.Public(), Sealed: sealed}, rotationDelay); err != nil {
+	if err := db.AddSigningKey(ctx, store.SigningKeyRow{ID: k.ID, Public: k.Public(), Sealed: sealed}, *after); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "added signing key %s: published now, signs from %s\n", k.ID, time.Now().Add(rotationDelay).UTC().Format(time.RFC3339))
+	fmt.Fprintf(stdout, "added signing key %s: published now, signs from %s\n", k.ID, time.Now().Add(*after).UTC().Format(time.RFC3339))
 	return nil
 }

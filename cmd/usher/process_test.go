@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,8 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/usher-auth/usher/bridge"
 	"github.com/usher-auth/usher/internal/testenv"
 	"github.com/usher-auth/usher/internal/token"
+	"github.com/usher-auth/usher/mailer"
 )
 
 // usherBin is the usher binary the process tests start, built once with
@@ -74,9 +82,12 @@ type child struct {
 func stack(t *testing.T, extra ...string) []string {
 	t.Helper()
 	testenv.Require(t, "PostgreSQL", "Redis", "RabbitMQ")
+	ns := testenv.Namespace(t)
+	// Registered before any process starts, so it runs after they stopped.
+	t.Cleanup(func() { deleteNamespace(t, ns) })
 	return append([]string{
 		"USHER_DATABASE_URL=" + testenv.Database(t),
-		"USHER_NAMESPACE=" + testenv.Namespace(t),
+		"USHER_NAMESPACE=" + ns,
 		"USHER_DATA_DIR=" + t.TempDir(),
 		"USHER_REDIS_URL=" + testenv.RedisURL,
 		"USHER_AMQP_URL=" + testenv.AMQPURL,
@@ -84,6 +95,31 @@ func stack(t *testing.T, extra ...string) []string {
 		"USHER_SECRET_KEY=" + token.NewSecret(),
 		"USHER_EVENT_KEY=" + token.NewSecret(),
 	}, extra...)
+}
+
+// deleteNamespace removes what usher made under ns on the shared servers:
+// its RabbitMQ exchanges and queues, its JetStream stream, its Redis keys.
+func deleteNamespace(t *testing.T, ns string) {
+	if conn, err := amqp.Dial(testenv.AMQPURL); err == nil {
+		if err := mailer.NewTopology(ns).Delete(conn); err != nil {
+			t.Logf("delete RabbitMQ topology of %s: %v", ns, err)
+		}
+		conn.Close()
+	}
+	if nc, err := nats.Connect(testenv.NATSURL); err == nil {
+		if js, err := jetstream.New(nc); err == nil {
+			js.DeleteStream(context.Background(), bridge.StreamName(ns)) // absent unless split processes ran
+		}
+		nc.Close()
+	}
+	if opts, err := redis.ParseURL(testenv.RedisURL); err == nil {
+		rdb := redis.NewClient(opts)
+		ctx := context.Background()
+		if keys, err := rdb.Keys(ctx, ns+":*").Result(); err == nil && len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+		rdb.Close()
+	}
 }
 
 // start runs `usher <role>` with env plus fresh listen addresses, stops it
