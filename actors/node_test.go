@@ -28,7 +28,7 @@ import (
 
 // startNode runs a node on the shared NATS server under a fresh namespace
 // and returns a client connection and the namespace.
-func startNode(t *testing.T, maxInflight int) (*nats.Conn, string) {
+func startNode(t testing.TB, maxInflight int) (*nats.Conn, string) {
 	t.Helper()
 	testenv.Require(t, "NATS", "Redis", "PostgreSQL")
 	ctx := context.Background()

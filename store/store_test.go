@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"sync"
@@ -15,7 +16,9 @@ import (
 	"github.com/usher-auth/usher/migrations"
 )
 
-func openTestDB(t *testing.T) *DB {
+func openTestDB(t *testing.T) *DB { return openBenchDB(t) }
+
+func openBenchDB(t testing.TB) *DB {
 	t.Helper()
 	url := testenv.Database(t)
 	sqlDB, err := sql.Open("pgx", url)
@@ -221,5 +224,27 @@ func TestPruneKeepsWhatRetentionKeeps(t *testing.T) {
 	}
 	if n := count(t, db, `SELECT count(*) FROM sessions`) + count(t, db, `SELECT count(*) FROM revoked_sessions`); n != 2 {
 		t.Fatalf("rows left: got %d, want 2", n)
+	}
+}
+
+// BenchmarkRefreshRotation is one refresh: the session row locked, checked
+// and moved on, in one transaction.
+func BenchmarkRefreshRotation(b *testing.B) {
+	db := openBenchDB(b)
+	ctx := context.Background()
+	sid := uuid.NewString()
+	if _, _, _, err := db.Register(ctx, NewUser{Email: "bench@example.com", PasswordHash: "h"},
+		NewSession{ID: sid, Lifetime: time.Hour}, OneTimeToken{Hash: []byte("t"), Purpose: PurposeVerify, TTL: time.Hour},
+		event.Envelope{ID: uuid.NewString(), Type: event.UserRegistered, OccurredAt: time.Now()}); err != nil {
+		b.Fatal(err)
+	}
+	var counter int64
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := db.Refresh(ctx, sid, counter, time.Second, time.Hour)
+		if err != nil {
+			b.Fatal(err)
+		}
+		counter = r.Session.RefreshCounter
 	}
 }
