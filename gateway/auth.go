@@ -32,6 +32,40 @@ type keyring struct {
 	mu        sync.Mutex
 	jwks      []byte
 	loaded    time.Time
+	verified  verifiedTokens
+}
+
+// verifiedTokensMax bounds the memory of the verified-token cache: about
+// 10 MB of tokens at the most.
+const verifiedTokensMax = 20000
+
+// verifiedTokens remembers tokens whose signature and claims checked out,
+// until their expiry (with the verifier's leeway). Revocation is not cached:
+// callers check the session on every request.
+type verifiedTokens struct {
+	mu     sync.RWMutex
+	claims map[string]token.Claims
+}
+
+func (v *verifiedTokens) get(raw string, now time.Time) (token.Claims, bool) {
+	v.mu.RLock()
+	c, ok := v.claims[raw]
+	v.mu.RUnlock()
+	if !ok || now.After(c.Expires.Add(token.Leeway)) {
+		return token.Claims{}, false
+	}
+	return c, true
+}
+
+func (v *verifiedTokens) put(raw string, c token.Claims) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.claims == nil || len(v.claims) >= verifiedTokensMax {
+		// Full: start again rather than track recency; the cost is one
+		// signature check per live token.
+		v.claims = make(map[string]token.Claims, 1024)
+	}
+	v.claims[raw] = c
 }
 
 func newKeyring(ctx context.Context, db *store.DB, issuer, audience string) (*keyring, error) {
@@ -100,8 +134,21 @@ func (k *keyring) jwksJSON() []byte {
 // verify checks an access token. An unknown kid, a key rotated in since the
 // last load, waits for one shared, rate-limited reload: anyone can send a
 // made-up kid, so the database sees at most one reload a second.
+// Verified tokens are remembered until they expire: an Ed25519 check costs
+// more than the rest of an authenticated read (DESIGN.md, the hot path).
 func (k *keyring) verify(ctx context.Context, raw string) (token.Claims, error) {
 	now := time.Now()
+	if c, ok := k.verified.get(raw, now); ok {
+		return c, nil
+	}
+	c, err := k.verifySlow(ctx, raw, now)
+	if err == nil {
+		k.verified.put(raw, c)
+	}
+	return c, err
+}
+
+func (k *keyring) verifySlow(ctx context.Context, raw string, now time.Time) (token.Claims, error) {
 	if now.Sub(k.lastLoad()) > keyReloadEvery {
 		k.reloadSince(ctx, now.Add(-keyReloadEvery))
 	}
