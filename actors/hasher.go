@@ -12,8 +12,9 @@ import (
 
 // Hasher errors: the caller answers overloaded or unavailable at once.
 var (
-	ErrOverloaded  = errors.New("hasher: queue full")
-	errBudgetSpent = errors.New("hasher: request budget spent in the queue")
+	ErrOverloaded   = errors.New("hasher: queue full")
+	errBudgetSpent  = errors.New("hasher: request budget spent in the queue")
+	errHashPanicked = errors.New("hasher: job panicked")
 )
 
 // hasher runs password hashing on GOMAXPROCS workers behind a bounded queue,
@@ -70,26 +71,24 @@ func (h *hasher) run(job func()) {
 // is full, and skips f if the request's budget ran out in the queue.
 func (h *hasher) do(call Call, f func()) error {
 	queued := time.Now()
-	done := make(chan bool, 1)
+	done := make(chan error, 1)
 	job := func() {
-		ran := false
-		defer func() { done <- ran }()
+		err := errHashPanicked // stays so only if f panics
+		defer func() { done <- err }()
 		h.wait.Observe(time.Since(queued).Seconds())
 		if time.Now().After(call.Deadline) {
+			err = errBudgetSpent
 			return
 		}
 		f()
-		ran = true
+		err = nil
 	}
 	select {
 	case h.jobs <- job:
 	default:
 		return ErrOverloaded
 	}
-	if !<-done {
-		return errBudgetSpent
-	}
-	return nil
+	return <-done
 }
 
 // hash makes a new argon2id hash of pw with the configured parameters.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -269,5 +270,33 @@ func TestIdleSessionChildIsStoppedAndReplaced(t *testing.T) {
 	ping("2")
 	if !alive(2) {
 		t.Fatal("no fresh child after the idle one stopped")
+	}
+}
+
+func TestHasherSurvivesAPanickingJobAndShedsWhenFull(t *testing.T) {
+	sup := newSupervisor(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	h := newHasher(sup, 1, password.Params{MemoryKiB: 64, Time: 1, Threads: 1}, prometheus.NewRegistry())
+	defer h.stop()
+	call := newCall(Request{ID: "p"}, time.Now().Add(5*time.Second))
+	if err := h.do(call, func() { panic("boom") }); err != errHashPanicked {
+		t.Fatalf("panicking job: got %v, want errHashPanicked", err)
+	}
+	if _, err := h.hash(call, "still working"); err != nil {
+		t.Fatalf("after a panic: got %v, want the workers alive", err)
+	}
+	// Fill every worker and the one queue slot, then one more is shed.
+	block := make(chan struct{})
+	defer close(block)
+	for range runtime.GOMAXPROCS(0) + 1 {
+		go h.do(call, func() { <-block })
+	}
+	testenv.Eventually(t, 2*time.Second, func() string {
+		if len(h.jobs) < cap(h.jobs) {
+			return "the queue never filled"
+		}
+		return ""
+	})
+	if err := h.do(call, func() {}); err != ErrOverloaded {
+		t.Fatalf("full queue: got %v, want ErrOverloaded at once", err)
 	}
 }

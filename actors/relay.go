@@ -63,15 +63,19 @@ func StartRelay(ctx context.Context, nc *nats.Conn, db *store.DB, namespace stri
 func (r *Relay) loop(ctx context.Context) {
 	t := time.NewTicker(relayPoll)
 	defer t.Stop()
+	var measured time.Time
 	for {
 		n, err := r.db.PublishEvents(ctx, relayBatch, r.publish)
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("relay outbox", "err", err)
 		}
 		r.published.Add(float64(n))
-		if depth, oldest, err := r.db.OutboxStats(ctx); err == nil {
-			r.depth.Set(float64(depth))
-			r.oldest.Set(oldest.Seconds())
+		if time.Since(measured) > time.Second {
+			measured = time.Now()
+			if depth, oldest, err := r.db.OutboxStats(ctx); err == nil {
+				r.depth.Set(float64(depth))
+				r.oldest.Set(oldest.Seconds())
+			}
 		}
 		if n == relayBatch {
 			continue // more are waiting

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -267,9 +268,10 @@ func (a *userActor) sendEmail(ctx context.Context, m SendEmail) {
 	m.answer(Reply{})
 }
 
+// truncate cuts s to at most n bytes without splitting a character.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n]
+	return strings.ToValidUTF8(s[:n], "")
 }
