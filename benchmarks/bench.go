@@ -255,10 +255,12 @@ const (
 	StatusError          = "error"
 )
 
-// Capacity is the highest rate that passed the floor test, per run.
+// Capacity is the highest rate that passed the floor test, per run (0 when
+// none did), and the lowest that failed (0 when none did).
 type Capacity struct {
-	PerRun []float64 `json:"per_run"`
-	Median float64   `json:"median"`
+	PerRun     []float64 `json:"per_run"`
+	LowestFail []float64 `json:"lowest_fail"`
+	Median     float64   `json:"median"`
 }
 
 // StepResult is one open-loop step.
@@ -318,7 +320,11 @@ type bench struct {
 	progressing bool
 
 	enumUsers []string
+	unsettled bool // the outbox did not drain once: stop waiting for it
 }
+
+// settleWait bounds the wait for the outbox before a step.
+const settleWait = 30 * time.Second
 
 // Run measures usher as o says and returns the results; with o.Out set it
 // also writes results.json and report.html there. The error is about the
@@ -380,7 +386,7 @@ func Run(ctx context.Context, o Options) (Results, error) {
 			P50TargetMs: round(s.budget.P50Target(ht.Median()), 3),
 			P99TargetMs: s.budget.P99Ms,
 			Steps:       []*StepResult{},
-			Capacity:    Capacity{PerRun: []float64{}},
+			Capacity:    Capacity{PerRun: []float64{}, LowestFail: []float64{}},
 		})
 	}
 	runErr := b.modes(ctx, chosen)
@@ -544,8 +550,13 @@ func (b *bench) capacity(ctx context.Context, sc *scenario, sr *ScenarioResult, 
 		}
 	}
 	sr.Capacity.PerRun = append(sr.Capacity.PerRun, round(pass, 1))
+	sr.Capacity.LowestFail = append(sr.Capacity.LowestFail, round(fail, 1))
 	sr.Capacity.Median = round(median(sr.Capacity.PerRun), 1)
-	b.logf("%s: capacity run %d: %.1f req/s (floor %.1f)", sr.Name, run, pass, sr.FloorRate)
+	if pass == 0 {
+		b.logf("%s: capacity run %d: no probe passed, down to %.1f req/s (floor %.1f)", sr.Name, run, fail, sr.FloorRate)
+	} else {
+		b.logf("%s: capacity run %d: %.1f req/s (floor %.1f)", sr.Name, run, pass, sr.FloorRate)
+	}
 	return nil
 }
 
@@ -585,6 +596,18 @@ func (b *bench) step(ctx context.Context, sc *scenario, sr *ScenarioResult, mode
 		b.clearProgress()
 		return nil, err
 	}
+	if !b.unsettled {
+		b.progress(prefix + "  waiting for the outbox to drain")
+		left, err := b.f.settle(ctx, settleWait)
+		if err != nil {
+			b.clearProgress()
+			return nil, err
+		}
+		if left > 0 {
+			b.unsettled = true
+			b.note("the outbox still had %d unpublished events after %v (is the relay running?); steps no longer wait for it", left, settleWait)
+		}
+	}
 	var before scrape
 	if len(o.Admin) > 0 {
 		if before, err = scrapeAll(ctx, o.Admin); err != nil {
@@ -601,6 +624,9 @@ func (b *bench) step(ctx context.Context, sc *scenario, sr *ScenarioResult, mode
 	}
 	rec := Generate(ctx, load, fire)
 	b.clearProgress()
+	if ctx.Err() != nil {
+		return nil, ctx.Err() // an interrupted step would only mislead
+	}
 	st := newStepResult(rec, mode, run, label, frac)
 	if before != nil {
 		if after, err := scrapeAll(ctx, o.Admin); err == nil {
@@ -615,9 +641,6 @@ func (b *bench) step(ctx context.Context, sc *scenario, sr *ScenarioResult, mode
 	}
 	if n := st.ErrorsByStatus["501 not_implemented"]; n > 0 && n == st.Measured {
 		return st, &NotImplementedError{Route: sc.method + " " + sc.path}
-	}
-	if ctx.Err() != nil {
-		return st, ctx.Err()
 	}
 	select {
 	case <-time.After(o.Pause):

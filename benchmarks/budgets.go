@@ -65,10 +65,9 @@ func HashingFloor(cores int, share float64, hash time.Duration) float64 {
 // FloorRule says how a floor was computed, for the report.
 func (b Budget) FloorRule(cores int, hash time.Duration) string {
 	if !b.Hashing() {
-		return fmt.Sprintf("%g req/s (absolute)", b.FloorRate)
+		return "absolute"
 	}
-	return fmt.Sprintf("%.0f%% of %d cores ÷ %.1f ms hash = %.1f req/s",
-		b.FloorShare*100, cores, msOf(hash), b.Floor(cores, hash))
+	return fmt.Sprintf("%.0f%% of %d cores ÷ %.1f ms hash time", b.FloorShare*100, cores, msOf(hash))
 }
 
 // P50Target is the usher P50 target in ms for a measured hash time.

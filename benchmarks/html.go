@@ -61,15 +61,14 @@ func HTML(res *Results) ([]byte, error) {
 		}
 		med := "–"
 		if len(vd.PerRun) > 0 {
-			med = fmt.Sprintf("%.4g", vd.Median)
+			med = num(vd.Median)
 		}
-		v.Verdicts = append(v.Verdicts, verdictView{Verdict: vd, Runs: floats(vd.PerRun, "%.4g"), Med: med})
+		v.Verdicts = append(v.Verdicts, verdictView{Verdict: vd, Runs: nums(vd.PerRun), Med: med})
 	}
 	for _, sr := range res.Scenarios {
 		v.Scenarios = append(v.Scenarios, viewScenario(res, sr))
 		if len(sr.Capacity.PerRun) > 0 {
-			v.Capacity = append(v.Capacity, fmt.Sprintf("%s: %.1f req/s (median; runs %s; floor %.1f req/s)",
-				sr.Name, sr.Capacity.Median, floats(sr.Capacity.PerRun, "%.1f"), sr.FloorRate))
+			v.Capacity = append(v.Capacity, sr.Name+": "+capacityText(sr))
 		}
 		for _, r := range rows(sr) {
 			if r.mode != ModeOverload {
@@ -111,9 +110,9 @@ func viewScenario(res *Results, sr *ScenarioResult) scenarioView {
 	b := sr.Budget
 	if sr.Hashing {
 		v.Targets = append(v.Targets, fmt.Sprintf("usher: P50 ≤ hash time + %g ms = %.1f ms at 30%% of floor; P99 < %g ms at 70%%; floor %s",
-			b.P50OverHash, sr.P50TargetMs, b.P99Ms, sr.FloorRule))
+			b.P50OverHash, sr.P50TargetMs, b.P99Ms, floorText(sr)))
 	} else {
-		v.Targets = append(v.Targets, fmt.Sprintf("usher: P50 < %g ms and P99 < %g ms at 70%% of floor; floor %s", b.P50Ms, b.P99Ms, sr.FloorRule))
+		v.Targets = append(v.Targets, fmt.Sprintf("usher: P50 < %g ms and P99 < %g ms at 70%% of floor; floor %s", b.P50Ms, b.P99Ms, floorText(sr)))
 	}
 	typ := fmt.Sprintf("typical: P50 ≤ %g ms, P95 < %g ms", b.TypicalP50Ms, b.TypicalP95Ms)
 	if b.TypicalP99Ms > 0 {
@@ -255,7 +254,12 @@ func PercentilePlot(res *Results, sr *ScenarioResult, mode string) Plot {
 		})
 	}
 	if runs > 1 {
-		p.Note = "colour = offered load; line style = run (solid run 1, dashed run 2, dotted run 3)"
+		styles := []string{"solid", "dashed", "dotted", "dash-dot"}
+		var parts []string
+		for r := 1; r <= runs; r++ {
+			parts = append(parts, fmt.Sprintf("%s run %d", styles[(r-1)%len(styles)], r))
+		}
+		p.Note = "colour = offered load; line style = run (" + strings.Join(parts, ", ") + ")"
 	}
 	return p
 }
@@ -416,3 +420,7 @@ base {{.Res.Parameters.Base}} · budget <b>{{.Res.Parameters.Budget}}</b> · mod
 </body>
 </html>
 `))
+
+func floorText(sr *ScenarioResult) string {
+	return fmt.Sprintf("%.1f req/s (%s)", sr.FloorRate, sr.FloorRule)
+}

@@ -66,6 +66,10 @@ const (
 	sliceDigits = 2
 )
 
+// errOutOfTokens is a step that needed more single-use tokens than were
+// prepared for it (a bug of the bench, counted apart).
+var errOutOfTokens = errors.New("bench ran out of prepared tokens")
+
 // hdrV2 is the HdrHistogram encoding results.json carries.
 const hdrV2 = hdrhistogram.V2CompressedEncodingCookieBase
 
@@ -186,6 +190,10 @@ func errorKey(out Outcome) string {
 	switch {
 	case out.Err != nil && errors.Is(out.Err, context.DeadlineExceeded):
 		return "timeout"
+	case errors.Is(out.Err, errOutOfTokens):
+		return "bench ran out of tokens"
+	case out.Err != nil && out.Status != 0:
+		return fmt.Sprintf("%d unreadable answer", out.Status)
 	case out.Err != nil:
 		var ne net.Error
 		if errors.As(out.Err, &ne) && ne.Timeout() {
@@ -199,8 +207,8 @@ func errorKey(out Outcome) string {
 }
 
 // Generate runs one open-loop step: request i is due at Start + i/Rate and
-// is sent then, on its own goroutine, however many earlier requests are
-// still waiting for an answer. Its latency is measured from that intended
+// is sent then, by an idle worker or a new one, however many earlier
+// requests are still waiting for an answer. Its latency is measured from that intended
 // time, so a server that stalls is charged for every request that should
 // have started during the stall (no coordinated omission).
 func Generate(ctx context.Context, l Load, fire Fire) *Recording {

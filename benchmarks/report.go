@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -180,12 +181,12 @@ func hashLines(res *Results) (hash string, server []string, wait []string) {
 				where, h.MeanMs, h.P50Ms, h.P99Ms, h.Count, h.Metric, labelString(h.Labels)))
 		}
 		if h, ok := serverAt(steps, MetricHashQueueWait); ok {
-			at := "at 70% load"
+			what := "hash-queue wait at 70% load"
 			if steps[0].LoadFraction != LatencyLoad {
-				at = "at " + steps[0].Label
+				what = "hash-queue wait"
 			}
-			wait = append(wait, fmt.Sprintf("hash-queue wait %s, %s: mean %.2f ms, p50 ≈ %.2f ms, p99 ≈ %.2f ms over %.0f jobs [%s]",
-				at, where, h.MeanMs, h.P50Ms, h.P99Ms, h.Count, h.Metric))
+			wait = append(wait, fmt.Sprintf("%s, %s: mean %.2f ms, p50 ≈ %.2f ms, p99 ≈ %.2f ms over %.0f jobs [%s]",
+				what, where, h.MeanMs, h.P50Ms, h.P99Ms, h.Count, h.Metric))
 		}
 	}
 	if len(res.Parameters.Admin) == 0 {
@@ -208,12 +209,18 @@ func PrintTable(w io.Writer, res *Results) {
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tstep\toffered/s\tachieved/s\tp50\tp90\tp95\tp99\tp99.9\tmax\terrors\tshed\tcpu/req\t")
+	table := false
+	for _, sr := range res.Scenarios {
+		table = table || len(rows(sr)) > 0 || sr.Status != StatusOK
+	}
+	if table {
+		fmt.Fprintln(tw, "scenario\tstep\toffered/s\tachieved/s\tp50\tp90\tp95\tp99\tp99.9\tmax\terrors\tshed\tcpu/req")
+	}
 	var kinds []string
 	for _, sr := range res.Scenarios {
 		rs := rows(sr)
-		if len(rs) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\n", sr.Name, strings.ReplaceAll(sr.Status, "_", " "))
+		if len(rs) == 0 && sr.Status != StatusOK {
+			fmt.Fprintf(tw, "%s\t%s\n", sr.Name, strings.ReplaceAll(sr.Status, "_", " "))
 			continue
 		}
 		for _, r := range rs {
@@ -225,7 +232,7 @@ func PrintTable(w io.Writer, res *Results) {
 			if r.mode == ModeOverload {
 				label = "overload " + label
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f (%.2f%%)\t%.0f\t%.0f µs\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f (%.2f%%)\t%.0f\t%.0f µs\n",
 				sr.Name, label,
 				r.med(func(s *StepResult) float64 { return s.OfferedRate }),
 				r.med(func(s *StepResult) float64 { return s.AchievedRate }),
@@ -245,7 +252,9 @@ func PrintTable(w io.Writer, res *Results) {
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "medians over %d runs; latency from each request's intended start (open loop); p99.9 only above %d samples\n", p.Runs, P999MinSamples)
+	if table {
+		fmt.Fprintf(w, "medians over %d runs; latency from each request's intended start (open loop); p99.9 only above %d samples\n", p.Runs, P999MinSamples)
+	}
 	if len(kinds) > 0 {
 		fmt.Fprintln(w, "errors by kind (all runs):")
 		for _, k := range kinds {
@@ -264,7 +273,7 @@ func PrintTable(w io.Writer, res *Results) {
 	var caps []string
 	for _, sr := range res.Scenarios {
 		if len(sr.Capacity.PerRun) > 0 {
-			caps = append(caps, fmt.Sprintf("  %-14s %8.1f req/s (floor %.1f; runs %s)", sr.Name, sr.Capacity.Median, sr.FloorRate, floats(sr.Capacity.PerRun, "%.1f")))
+			caps = append(caps, fmt.Sprintf("  %-14s %s", sr.Name, capacityText(sr)))
 		}
 	}
 	if len(caps) > 0 {
@@ -308,7 +317,7 @@ func PrintTable(w io.Writer, res *Results) {
 			if !v.Pass {
 				mark = "FAIL"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\truns %s\t%s\n", mark, v.Scenario, v.Description, floats(v.PerRun, "%.3g"), v.Detail)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\truns %s\t%s\n", mark, v.Scenario, v.Description, nums(v.PerRun), v.Detail)
 		}
 		tw.Flush()
 	}
@@ -338,6 +347,48 @@ func floats(xs []float64, format string) string {
 	parts := make([]string, len(xs))
 	for i, x := range xs {
 		parts[i] = fmt.Sprintf(format, x)
+	}
+	return strings.Join(parts, " ")
+}
+
+// capacityText is a scenario's capacity with its runs and floor; a run
+// where no probe passed shows as below its lowest failing probe.
+func capacityText(sr *ScenarioResult) string {
+	c := sr.Capacity
+	runs := make([]string, len(c.PerRun))
+	for i, v := range c.PerRun {
+		runs[i] = fmt.Sprintf("%.1f", v)
+		if v == 0 && i < len(c.LowestFail) && c.LowestFail[i] > 0 {
+			runs[i] = fmt.Sprintf("< %.1f", c.LowestFail[i])
+		}
+	}
+	head := fmt.Sprintf("%.1f req/s", c.Median)
+	if c.Median == 0 {
+		head = "no probe passed"
+	}
+	return fmt.Sprintf("%s (median of runs: %s; floor %.1f req/s)", head, strings.Join(runs, ", "), sr.FloorRate)
+}
+
+// num prints a measured value with as many digits as it deserves.
+func num(x float64) string {
+	switch a := math.Abs(x); {
+	case a >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", x)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", x)
+	}
+	return fmt.Sprintf("%.3g", x)
+}
+
+func nums(xs []float64) string {
+	if len(xs) == 0 {
+		return "–"
+	}
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = num(x)
 	}
 	return strings.Join(parts, " ")
 }

@@ -66,10 +66,10 @@ func makeFake() *Results {
 	res.Parameters.Modes = []string{ModeQuick, ModeOverload}
 	login := &ScenarioResult{Name: "login", Title: "login", Method: "POST", Path: "/v1/auth/login", Hashing: true, SuccessStatus: 200,
 		Status: StatusOK, Budget: Budgets["login"], FloorRate: 53.3, FloorRule: "80% of 2 cores ÷ 30 ms hash", P50TargetMs: 35, P99TargetMs: 300,
-		Capacity: Capacity{PerRun: []float64{60, 62, 61}, Median: 61}}
+		Capacity: Capacity{PerRun: []float64{60, 62, 61}, LowestFail: []float64{63, 65, 64}, Median: 61}}
 	me := &ScenarioResult{Name: "me", Title: "authenticated GET", Method: "GET", Path: "/v1/users/me", SuccessStatus: 200,
 		Status: StatusOK, Budget: Budgets["me"], FloorRate: 6000, FloorRule: "6000 req/s (absolute)", P50TargetMs: 1.5, P99TargetMs: 10,
-		Capacity: Capacity{PerRun: []float64{}}}
+		Capacity: Capacity{PerRun: []float64{}, LowestFail: []float64{}}}
 	// The steps run at once: their numbers only need to be real, not clean.
 	type job struct {
 		sr   *ScenarioResult

@@ -127,7 +127,7 @@ func catalogue(f *fixture) []*scenario {
 			}
 			return func(ctx context.Context, i int) Outcome {
 				if i >= len(bodies) {
-					return Outcome{Err: fmt.Errorf("bench ran out of reset tokens at request %d", i)}
+					return Outcome{Err: fmt.Errorf("request %d: %w", i, errOutOfTokens)}
 				}
 				return post(c, ctx, "/v1/auth/password-reset/confirm", bodies[i])
 			}, nil
@@ -139,6 +139,13 @@ func catalogue(f *fixture) []*scenario {
 		name: "refresh", title: "token refresh", method: http.MethodPost, path: "/v1/auth/refresh", success: http.StatusOK,
 		prepare: func(ctx context.Context, c *client, rate float64, n int) (Fire, error) {
 			want := min(max(int(math.Ceil(rate/4)), minRefreshers), maxRefreshers)
+			kept := refreshers[:0]
+			for _, s := range refreshers {
+				if !s.lost {
+					kept = append(kept, s)
+				}
+			}
+			refreshers = kept
 			if more := want - len(refreshers); more > 0 {
 				users, err := f.importUsers(ctx, "refresh", more)
 				if err != nil {
@@ -166,6 +173,8 @@ func catalogue(f *fixture) []*scenario {
 				o := c.call(ctx, http.MethodPost, "/v1/auth/refresh", jsonBody(map[string]string{"refresh_token": s.refresh}), "", &p)
 				if o.Err == nil && o.Status == http.StatusOK {
 					s.access, s.refresh = p.Access, p.Refresh
+				} else {
+					s.lost = true
 				}
 				return o
 			}, nil

@@ -140,6 +140,10 @@ type session struct {
 	access  string
 	refresh string
 	at      time.Time
+	// lost is set when a refresh did not return a successor: the session
+	// may have rotated without us (a timeout) or ended, so it is replaced
+	// before the next step.
+	lost bool
 }
 
 type tokenPair struct {
@@ -162,7 +166,7 @@ func (f *fixture) login(ctx context.Context, emails []string) ([]*session, error
 	out := make([]*session, len(emails))
 	err := parallel(ctx, len(emails), 2*f.o.Cores, func(i int) error {
 		var p tokenPair
-		o := f.api.call(ctx, http.MethodPost, "/v1/auth/login", jsonBody(map[string]string{"email": emails[i], "password": benchPassword}), "", &p)
+		o := f.setupCall(ctx, http.MethodPost, "/v1/auth/login", jsonBody(map[string]string{"email": emails[i], "password": benchPassword}), "", &p)
 		if err := expect(o, http.StatusOK, "POST /v1/auth/login"); err != nil {
 			return fmt.Errorf("log in %s: %w", emails[i], err)
 		}
@@ -184,7 +188,7 @@ func (f *fixture) renew(ctx context.Context, sessions []*session) error {
 			return nil
 		}
 		var p tokenPair
-		o := f.api.call(ctx, http.MethodPost, "/v1/auth/refresh", jsonBody(map[string]string{"refresh_token": s.refresh}), "", &p)
+		o := f.setupCall(ctx, http.MethodPost, "/v1/auth/refresh", jsonBody(map[string]string{"refresh_token": s.refresh}), "", &p)
 		if err := expect(o, http.StatusOK, "POST /v1/auth/refresh"); err != nil {
 			return err
 		}
@@ -205,7 +209,7 @@ func (f *fixture) resetTokens(ctx context.Context, emails []string) ([]string, e
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	err := parallel(ctx, len(emails), 8, func(i int) error {
-		o := f.api.call(ctx, http.MethodPost, "/v1/auth/password-reset/request", jsonBody(map[string]string{"email": emails[i]}), "", nil)
+		o := f.setupCall(ctx, http.MethodPost, "/v1/auth/password-reset/request", jsonBody(map[string]string{"email": emails[i]}), "", nil)
 		return expect(o, http.StatusAccepted, "POST /v1/auth/password-reset/request")
 	})
 	if err != nil {
@@ -278,6 +282,47 @@ func (f *fixture) readResetTokens(ctx context.Context, mark int64, emails []stri
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// settle waits up to max for the outbox relay to publish every pending
+// event, so that a step does not share the machine with the email work
+// the previous step or its setup caused. It returns how many were left.
+func (f *fixture) settle(ctx context.Context, max time.Duration) (int64, error) {
+	deadline := time.Now().Add(max)
+	for {
+		var n int64
+		if err := f.db.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n); err != nil {
+			return 0, fmt.Errorf("read outbox: %w", err)
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return n, nil
+		}
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// setupCall is a setup request: a server still busy with the previous
+// step may shed it (503) or drop it, so it is tried a few times.
+func (f *fixture) setupCall(ctx context.Context, method, path string, body []byte, bearer string, out any) Outcome {
+	var o Outcome
+	for attempt := range 6 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return Outcome{Err: ctx.Err()}
+			case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
+			}
+		}
+		o = f.api.call(ctx, method, path, body, bearer, out)
+		if o.Err == nil && o.Status != http.StatusServiceUnavailable || ctx.Err() != nil {
+			return o
+		}
+	}
+	return o
 }
 
 // parallel runs fn(0..n-1) on k workers and returns the first error.

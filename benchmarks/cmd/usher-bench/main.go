@@ -48,11 +48,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("usher-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		base      = fs.String("base", d.Base, "usher's public URL")
-		admin     = fs.String("admin", "", "comma-separated admin addresses (USHER_ADMIN_ADDR) of every usher process, for /metrics")
-		database  = fs.String("database", getenv("USHER_DATABASE_URL"), "the server's database URL, for setup (default $USHER_DATABASE_URL)")
-		eventKey  = fs.String("event-key", getenv("USHER_EVENT_KEY"), "the server's USHER_EVENT_KEY, to unseal reset tokens (default $USHER_EVENT_KEY, else $USHER_DATA_DIR/dev-keys.json)")
-		usher     = fs.String("usher", defaultUsher(), "the usher binary, for `usher users import` and `create-admin`")
+		base  = fs.String("base", d.Base, "usher's public URL")
+		admin = fs.String("admin", "", "comma-separated admin addresses (USHER_ADMIN_ADDR) of every usher process, for /metrics")
+		// The secrets' defaults are read after parsing, so -h never prints them.
+		database  = fs.String("database", "", "the server's database URL, for setup (default $USHER_DATABASE_URL)")
+		eventKey  = fs.String("event-key", "", "the server's USHER_EVENT_KEY, to unseal reset tokens (default $USHER_EVENT_KEY, else $USHER_DATA_DIR/dev-keys.json)")
+		usher     = fs.String("usher", defaultUsher(), "the usher binary, for 'usher users import' and 'usher users create-admin'")
 		scenarios = fs.String("scenarios", strings.Join(benchmarks.ScenarioNames, ","), "comma-separated scenarios")
 		duration  = fs.Duration("duration", d.Duration, "measured time of each step")
 		warmup    = fs.Duration("warmup", d.Warmup, "unmeasured warm-up before each step")
@@ -60,8 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		runs      = fs.Int("runs", d.Runs, "runs of everything; each verdict is their median")
 		mode      = fs.String("mode", "quick", "quick, capacity or overload; a comma list runs them in order (capacity,overload uses the capacity found)")
 		out       = fs.String("out", "bench-results", "directory for results.json and report.html")
-		memory    = fs.Uint("argon2-memory-kib", envUint(getenv, "USHER_ARGON2_MEMORY_KIB", uint(d.Argon2MemoryKiB)), "the server's argon2id memory (default $USHER_ARGON2_MEMORY_KIB or 19456)")
-		iters     = fs.Uint("argon2-time", envUint(getenv, "USHER_ARGON2_TIME", uint(d.Argon2Time)), "the server's argon2id passes (default $USHER_ARGON2_TIME or 2)")
+		memory    = fs.Uint("argon2-memory-kib", envUint(getenv, "USHER_ARGON2_MEMORY_KIB", uint(d.Argon2MemoryKiB)), "the server's argon2id memory in KiB (USHER_ARGON2_MEMORY_KIB)")
+		iters     = fs.Uint("argon2-time", envUint(getenv, "USHER_ARGON2_TIME", uint(d.Argon2Time)), "the server's argon2id passes (USHER_ARGON2_TIME)")
 		cores     = fs.Int("cores", runtime.NumCPU(), "cores of the server machine, for the hashing floors")
 		rate      = fs.Float64("rate", 0, "offer every scenario this rate instead of the budget's (smoke test; no floor or latency verdicts)")
 		capacity  = fs.String("capacity", "", "known capacities for overload mode, e.g. login=60,register=55")
@@ -74,6 +75,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		pause     = fs.Duration("pause", d.Pause, "idle time between steps")
 	)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -89,6 +93,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if *warmup == 0 {
 		o.Warmup = time.Nanosecond // an explicit zero means none, not the default
+	}
+	if o.Database == "" {
+		o.Database = getenv("USHER_DATABASE_URL")
+	}
+	if o.EventKey == "" {
+		o.EventKey = getenv("USHER_EVENT_KEY")
 	}
 	if o.EventKey == "" {
 		o.EventKey = devEventKey(getenv)
