@@ -130,7 +130,7 @@ func TestUpThenDownToZeroThenUpGivesTheSameSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := dump(t, db)
-	wantTables := []string{"cache_bumps", "one_time_tokens", "outbox", "revoked_sessions", "sent_emails", "sessions", "signing_keys", "users"}
+	wantTables := []string{"cache_bumps", "one_time_tokens", "outbox", "reset_requests", "revoked_sessions", "sent_emails", "sessions", "signing_keys", "users"}
 	if got := tableNames(first); !slices.Equal(got, wantTables) {
 		t.Fatalf("after up: got tables %v, want %v", got, wantTables)
 	}

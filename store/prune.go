@@ -40,6 +40,7 @@ func (db *DB) Prune(ctx context.Context, r Retention) (map[string]int64, error) 
 			{"revoked_sessions", `DELETE FROM revoked_sessions WHERE revoked_at < now() - $1::interval`, r.Revocations},
 			{"outbox", `DELETE FROM outbox WHERE published_at < now() - $1::interval`, r.Published},
 			{"sent_emails", `DELETE FROM sent_emails WHERE created_at < now() - $1::interval`, r.Published},
+			{"reset_requests", `DELETE FROM reset_requests WHERE requested_at < now() - $1::interval`, r.Ended},
 		} {
 			tag, err := tx.Exec(ctx, q.sql, q.keep)
 			if err != nil {

@@ -62,6 +62,9 @@ func TestResetRequestForUnknownEmailWritesNothing(t *testing.T) {
 	if n := count(t, db, `SELECT count(*) FROM outbox`) + count(t, db, `SELECT count(*) FROM one_time_tokens`); n != 0 {
 		t.Fatalf("unknown email: got %d rows, want none", n)
 	}
+	if n := count(t, db, `SELECT count(*) FROM reset_requests`); n != 1 {
+		t.Fatalf("unknown email: got %d logged requests, want 1: both cases must write", n)
+	}
 	if err := db.RequestReset(ctx, "known@example.com", OneTimeToken{Hash: []byte("b"), Purpose: PurposeReset, TTL: time.Hour}, ev()); err != nil {
 		t.Fatal(err)
 	}

@@ -57,9 +57,9 @@ func (db *DB) RequestVerification(ctx context.Context, userID string, t OneTimeT
 	})
 }
 
-// RequestReset issues a reset token and its event if an account has this
-// email. The same statements run whether or not it does, so the answer's
-// timing does not tell.
+// RequestReset logs the request and, if an account has this email, issues
+// a reset token and its event. The same statement runs, and writes, whether
+// or not it does, so the answer's timing does not tell.
 func (db *DB) RequestReset(ctx context.Context, email string, t OneTimeToken, ev event.Envelope) error {
 	payload, err := json.Marshal(ev)
 	if err != nil {
@@ -68,6 +68,7 @@ func (db *DB) RequestReset(ctx context.Context, email string, t OneTimeToken, ev
 	return db.tx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 			WITH u AS (SELECT id FROM users WHERE email = $1),
+			logged AS (INSERT INTO reset_requests (email_sha256) VALUES (sha256(convert_to($1, 'UTF8')))),
 			old AS (
 				DELETE FROM one_time_tokens
 				WHERE user_id IN (SELECT id FROM u) AND purpose = $3 AND used_at IS NULL
