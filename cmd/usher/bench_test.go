@@ -1,0 +1,80 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usher-auth/usher/benchmarks"
+)
+
+// usher-bench, run for a few seconds against a started usher serve: every
+// scenario runs without errors and results.json carries every field.
+func TestUsherBenchAgainstServe(t *testing.T) {
+	env := stack(t, fastHashing...)
+	c := start(t, "serve", env...)
+	c.waitReady(t)
+	get := func(name string) string {
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, name+"="); ok {
+				return v
+			}
+		}
+		t.Fatalf("%s not in the test environment", name)
+		return ""
+	}
+	out := t.TempDir()
+	res, err := benchmarks.Run(t.Context(), benchmarks.Options{
+		Base:            c.base,
+		Admin:           []string{strings.TrimPrefix(c.admin, "http://")},
+		Database:        get("USHER_DATABASE_URL"),
+		EventKey:        get("USHER_EVENT_KEY"),
+		Usher:           usherBin,
+		UsherEnv:        env,
+		Rate:            20,
+		Duration:        2 * time.Second,
+		Warmup:          500 * time.Millisecond,
+		Runs:            1,
+		HashSamples:     3,
+		EnumTrials:      20,
+		Argon2MemoryKiB: 64,
+		Argon2Time:      1,
+		Out:             out,
+	})
+	if err != nil {
+		t.Fatalf("usher-bench: %v", err)
+	}
+	if len(res.Scenarios) != len(benchmarks.ScenarioNames) {
+		t.Fatalf("got %d scenarios, want %d", len(res.Scenarios), len(benchmarks.ScenarioNames))
+	}
+	for _, s := range res.Scenarios {
+		if s.Status != "ok" || len(s.Steps) == 0 {
+			t.Errorf("scenario %s: status %q (%s), %d steps", s.Name, s.Status, s.Detail, len(s.Steps))
+			continue
+		}
+		for _, st := range s.Steps {
+			if st.Errors != 0 || st.OK == 0 {
+				t.Errorf("scenario %s step %s: %d ok, %d errors %v", s.Name, st.Label, st.OK, st.Errors, st.ErrorsByStatus)
+			}
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	for _, field := range []string{"tool", "started_at", "finished_at", "parameters", "environment", "hash_time", "scenarios", "verdicts", "passed"} {
+		if _, ok := doc[field]; !ok {
+			t.Errorf("results.json has no %q", field)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "report.html")); err != nil {
+		t.Errorf("report.html: %v", err)
+	}
+}
