@@ -4,7 +4,7 @@ GO       ?= go
 FUZZTIME ?= 10s
 export PATH := $(PATH):$(shell $(GO) env GOPATH)/bin
 
-.PHONY: run test fuzz build bench bench-go migrate-up migrate-down lint services
+.PHONY: run test fuzz build bench bench-split bench-capacity bench-go migrate-up migrate-down lint services
 
 ## run: start the services (and Mailpit) if needed, then usher serve on 127.0.0.1:8080
 run:
@@ -27,6 +27,18 @@ fuzz:
 ## build: the usher binary in bin/
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/usher ./cmd/usher
+
+## bench: a fresh usher serve, the quick suite of BUDGETS.md (results.json, report.html)
+bench: services
+	bash benchmarks/run.sh serve
+
+## bench-split: gateway + two nodes + bridge + mailer as processes; capacity reported, no floors judged
+bench-split: services
+	bash benchmarks/run.sh split --mode capacity
+
+## bench-capacity: the highest rate each scenario sustains (for information)
+bench-capacity: services
+	bash benchmarks/run.sh serve --mode capacity
 
 ## bench-go: Go benchmarks of the hot paths (token verification, NATS hop,
 ## actor round trip, cache hit, refresh rotation, hashing)
