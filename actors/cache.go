@@ -301,30 +301,44 @@ func (c *cache) observe(kind string, start time.Time) {
 	c.latency.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 }
 
+// bump applies one write's own bumps: versions moved on in Redis, then its
+// rows deleted. If Redis refuses, the rows stay for the retry loop and this
+// node bypasses the keys at once.
+func (c *cache) bump(ctx context.Context, keys []string, ids []int64) {
+	if err := c.incr(ctx, keys); err != nil {
+		c.refreshPending(ctx)
+		return
+	}
+	c.db.ClearBumps(ctx, ids) // a row left behind only bumps again
+}
+
+// incr moves the versions of keys on.
+func (c *cache) incr(ctx context.Context, keys []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 4*redisTimeout)
+	defer cancel()
+	pipe := c.redis.TxPipeline()
+	for _, k := range keys {
+		pipe.Incr(ctx, c.namespace+":ver:"+k)
+		pipe.Expire(ctx, c.namespace+":ver:"+k, versionTTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		kind := cacheKindUser
+		if k == store.ListKey {
+			kind = cacheKindList
+		}
+		c.bumps.WithLabelValues(kind).Inc()
+	}
+	return nil
+}
+
 // applyBumps moves the versions of every committed write's keys on. Writers
 // call it after their commit and before they answer, so a read after the
 // answer finds the new value; the loop retries what Redis refused.
 func (c *cache) applyBumps(ctx context.Context) {
-	_, err := c.db.ApplyBumps(ctx, func(keys []string) error {
-		ctx, cancel := context.WithTimeout(ctx, 4*redisTimeout)
-		defer cancel()
-		pipe := c.redis.TxPipeline()
-		for _, k := range keys {
-			pipe.Incr(ctx, c.namespace+":ver:"+k)
-			pipe.Expire(ctx, c.namespace+":ver:"+k, versionTTL)
-		}
-		_, err := pipe.Exec(ctx)
-		if err == nil {
-			for _, k := range keys {
-				kind := cacheKindUser
-				if k == store.ListKey {
-					kind = cacheKindList
-				}
-				c.bumps.WithLabelValues(kind).Inc()
-			}
-		}
-		return err
-	})
+	_, err := c.db.ApplyBumps(ctx, func(keys []string) error { return c.incr(ctx, keys) })
 	if err != nil {
 		c.refreshPending(ctx)
 	}

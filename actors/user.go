@@ -164,12 +164,12 @@ func (a *userActor) answerPair(call Call, u store.User, s store.Session, now tim
 }
 
 func (a *userActor) updateMe(ctx context.Context, m UpdateMe) {
-	u, err := a.db.SetName(ctx, m.Claims.UserID, m.Name)
+	u, bumps, err := a.db.SetName(ctx, m.Claims.UserID, m.Name)
 	if err != nil {
 		a.fail(m.Call, err)
 		return
 	}
-	a.cache.applyBumps(ctx)
+	a.cache.bump(ctx, []string{store.UserKey(u.ID), store.ListKey}, bumps)
 	m.ok(viewOf(u))
 }
 

@@ -61,6 +61,14 @@ func (db *DB) ApplyBumps(ctx context.Context, apply func(keys []string) error) (
 	return n, err
 }
 
+// ClearBumps deletes bumps that were applied.
+func (db *DB) ClearBumps(ctx context.Context, ids []int64) error {
+	if _, err := db.pool.Exec(ctx, `DELETE FROM cache_bumps WHERE id = ANY($1)`, ids); err != nil {
+		return fmt.Errorf("clear cache bumps: %w", err)
+	}
+	return nil
+}
+
 // PendingBumps returns the keys whose bumps are not applied yet: their
 // cached values may be stale, so readers go to PostgreSQL.
 func (db *DB) PendingBumps(ctx context.Context) ([]string, error) {
