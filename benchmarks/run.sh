@@ -18,7 +18,7 @@ export USHER_DATABASE_URL="postgres://postgres@127.0.0.1:5432/usher_bench_$suffi
 export USHER_DATA_DIR=$(mktemp -d)
 export USHER_SECRET_KEY=$(head -c 32 /dev/urandom | base64)
 export USHER_EVENT_KEY=$(head -c 32 /dev/urandom | base64)
-export USHER_RATE_LIMITS=off USHER_LOG_LEVEL=warn USHER_AUTO_MIGRATE=true
+export USHER_RATE_LIMITS=off USHER_LOG_LEVEL=warn USHER_AUTO_MIGRATE=true USHER_PPROF=${USHER_PPROF:-false}
 psql -q 'postgres://postgres@127.0.0.1:5432/postgres' -c "CREATE DATABASE usher_bench_$suffix"
 
 pids=()
