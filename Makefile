@@ -29,15 +29,15 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/usher ./cmd/usher
 
 ## bench: a fresh usher serve, the quick suite of BUDGETS.md (results.json, report.html)
-bench: services
+bench:
 	bash benchmarks/run.sh serve
 
 ## bench-split: gateway + two nodes + bridge + mailer as processes; capacity reported, no floors judged
-bench-split: services
+bench-split:
 	bash benchmarks/run.sh split --mode capacity
 
 ## bench-capacity: the highest rate each scenario sustains (for information)
-bench-capacity: services
+bench-capacity:
 	bash benchmarks/run.sh serve --mode capacity
 
 ## bench-go: Go benchmarks of the hot paths (token verification, NATS hop,

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 topology=${1:?usage: benchmarks/run.sh serve|split [usher-bench flags]}
 shift
 
+# Mail from the email scenarios goes to a local Mailpit, not into retries.
+bash .ci/services --mailpit >/dev/null
 make -s build
 go build -o bin/usher-bench ./benchmarks/cmd/usher-bench
 
