@@ -54,6 +54,16 @@ var (
 	limitAdminEmail  = ratelimit.AdminEmail
 )
 
+// goWithDeadline does f in a supervised goroutine with the request's
+// deadline: how singleton actors do their I/O without blocking Receive.
+func (d deps) goWithDeadline(concern string, call Call, f func(context.Context)) {
+	d.sup.spawn(concern, call, func() {
+		ctx, cancel := context.WithDeadline(context.Background(), call.Deadline)
+		defer cancel()
+		f(ctx)
+	})
+}
+
 // allow spends one unit of rule for key; when the limit is reached it has
 // answered 429 with the time to wait.
 func (d deps) allow(ctx context.Context, call Call, rule ratelimit.Rule, key string) bool {

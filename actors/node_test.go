@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,9 +20,9 @@ import (
 
 	"github.com/usher-auth/usher/internal/password"
 	"github.com/usher-auth/usher/internal/ratelimit"
+	"github.com/usher-auth/usher/internal/testdb"
 	"github.com/usher-auth/usher/internal/testenv"
 	"github.com/usher-auth/usher/internal/token"
-	"github.com/usher-auth/usher/migrations"
 	"github.com/usher-auth/usher/store"
 )
 
@@ -33,15 +32,7 @@ func startNode(t testing.TB, maxInflight int) (*nats.Conn, string) {
 	t.Helper()
 	testenv.Require(t, "NATS", "Redis", "PostgreSQL")
 	ctx := context.Background()
-	url := testenv.Database(t)
-	sqlDB, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	if err := migrations.Up(ctx, sqlDB); err != nil {
-		t.Fatal(err)
-	}
+	url := testdb.New(t)
 	db, err := store.Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)

@@ -34,14 +34,7 @@ func (a *tokenActor) Receive(c *actor.Context) {
 	}
 }
 
-// run does f in a supervised goroutine with the request's deadline.
-func (a *tokenActor) run(call Call, f func(context.Context)) {
-	a.sup.spawn("token", call, func() {
-		ctx, cancel := context.WithDeadline(context.Background(), call.Deadline)
-		defer cancel()
-		f(ctx)
-	})
-}
+func (a *tokenActor) run(call Call, f func(context.Context)) { a.goWithDeadline("token", call, f) }
 
 func (a *tokenActor) requestVerification(ctx context.Context, m RequestVerification) {
 	if !a.allow(ctx, m.Call, limitVerifyEmail, m.Claims.Email) || !a.allow(ctx, m.Call, limitVerifyIP, m.Client.IP) {

@@ -48,14 +48,7 @@ func (a *userActor) Receive(c *actor.Context) {
 	}
 }
 
-// run does f in a supervised goroutine with the request's deadline.
-func (a *userActor) run(call Call, f func(context.Context)) {
-	a.sup.spawn("user", call, func() {
-		ctx, cancel := context.WithDeadline(context.Background(), call.Deadline)
-		defer cancel()
-		f(ctx)
-	})
-}
+func (a *userActor) run(call Call, f func(context.Context)) { a.goWithDeadline("user", call, f) }
 
 func (a *userActor) ping(ctx context.Context, m Ping) {
 	testhooks.Panic(m.Testhook, "user.goroutine")

@@ -14,8 +14,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for the migrations
 
 	"github.com/usher-auth/usher/internal/event"
-	"github.com/usher-auth/usher/internal/testenv"
-	"github.com/usher-auth/usher/migrations"
+	"github.com/usher-auth/usher/internal/testdb"
 )
 
 // TestResetTokensAreUnsealedFromTheOutbox writes sealed reset events as
@@ -24,15 +23,12 @@ import (
 // ignored, and a key that opens nothing is named as the problem.
 func TestResetTokensAreUnsealedFromTheOutbox(t *testing.T) {
 	ctx := context.Background()
-	url := testenv.Database(t)
+	url := testdb.New(t)
 	sqlDB, err := sql.Open("pgx", url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sqlDB.Close()
-	if err := migrations.Up(ctx, sqlDB); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
 	key := make([]byte, 32)
 	rand.Read(key)
 	sealer, err := event.NewSealer(key)

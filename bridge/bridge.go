@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/usher-auth/usher/internal/retry"
 	"github.com/usher-auth/usher/mailer"
 )
 
@@ -159,7 +160,7 @@ func (b *bridge) run(ctx context.Context) error {
 		b.link.close()
 	}()
 
-	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	bo := retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		ch, err := b.link.channel(ctx)
 		if errors.Is(err, mailer.ErrTopologyMismatch) {
@@ -170,7 +171,7 @@ func (b *bridge) run(ctx context.Context) error {
 		}
 		err = b.fetch(cons, ch, pending)
 		if err == nil {
-			bo.reset()
+			bo.Reset()
 			continue
 		}
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -180,9 +181,9 @@ func (b *bridge) run(ctx context.Context) error {
 			}
 			continue
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		b.log.Warn("pull from JetStream failed", "err", err, "retry_in", wait)
-		sleep(ctx, wait)
+		retry.Sleep(ctx, wait)
 	}
 	return nil
 }
@@ -191,7 +192,7 @@ func (b *bridge) run(ctx context.Context) error {
 // streams up by subject), and creates or updates the durable consumer. It
 // fails only when ctx ends.
 func (b *bridge) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	bo := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
+	bo := retry.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	name := StreamName(b.ns)
 	for attempt := 0; ; attempt++ {
 		cons, err := b.bind(ctx, name)
@@ -202,7 +203,7 @@ func (b *bridge) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			// The node's outbox relay creates it: a bridge may start first.
 			if attempt%20 == 0 {
@@ -211,7 +212,7 @@ func (b *bridge) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		} else {
 			b.log.Warn("cannot set up the JetStream consumer", "stream", name, "err", err, "retry_in", wait)
 		}
-		if !sleep(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
 	}
@@ -348,16 +349,4 @@ func (b *bridge) confirmed(p inflight) bool {
 	}
 	b.link.broken(p.ch, fmt.Errorf("no confirm within %v", confirmTimeout))
 	return false
-}
-
-// sleep waits d or until ctx ends, and reports whether it waited d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/usher-auth/usher/internal/retry"
 	"github.com/usher-auth/usher/mailer"
 )
 
@@ -39,7 +39,7 @@ func (l *link) channel(ctx context.Context) (*amqp.Channel, error) {
 		}
 		l.log.Warn("RabbitMQ connection lost; reconnecting")
 	}
-	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	bo := retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		conn, ch, err := l.connect()
 		if err == nil {
@@ -56,9 +56,9 @@ func (l *link) channel(ctx context.Context) (*amqp.Channel, error) {
 		if errors.Is(err, mailer.ErrTopologyMismatch) {
 			return nil, err
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		l.log.Warn("cannot reach RabbitMQ; events wait in the stream", "err", err, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
 	}
@@ -119,19 +119,3 @@ func (l *link) close() {
 		conn.CloseDeadline(time.Now().Add(time.Second))
 	}
 }
-
-// backoff doubles a wait from min to max, with jitter.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur/2 + rand.N(b.cur/2+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }

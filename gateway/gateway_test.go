@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"database/sql"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -18,9 +17,9 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/usher-auth/usher/internal/testdb"
 	"github.com/usher-auth/usher/internal/testenv"
 	"github.com/usher-auth/usher/internal/token"
-	"github.com/usher-auth/usher/migrations"
 	"github.com/usher-auth/usher/store"
 )
 
@@ -38,15 +37,7 @@ func newTestGateway(t *testing.T) (string, *bytes.Buffer, string) {
 		t.Fatalf("connect to NATS: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	url := testenv.Database(t)
-	sqlDB, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	if err := migrations.Up(t.Context(), sqlDB); err != nil {
-		t.Fatal(err)
-	}
+	url := testdb.New(t)
 	db, err := store.Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)

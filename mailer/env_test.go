@@ -3,7 +3,6 @@ package mailer
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -17,8 +16,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/usher-auth/usher/internal/event"
+	"github.com/usher-auth/usher/internal/testdb"
 	"github.com/usher-auth/usher/internal/testenv"
-	"github.com/usher-auth/usher/migrations"
 	"github.com/usher-auth/usher/store"
 )
 
@@ -47,15 +46,7 @@ const (
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	testenv.Require(t, "PostgreSQL", "RabbitMQ")
-	url := testenv.Database(t)
-	sqlDB, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	if err := migrations.Up(t.Context(), sqlDB); err != nil {
-		t.Fatal(err)
-	}
+	url := testdb.New(t)
 	db, err := store.Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)

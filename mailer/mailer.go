@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	"github.com/wneessen/go-mail"
 
 	"github.com/usher-auth/usher/internal/event"
+	"github.com/usher-auth/usher/internal/retry"
 	"github.com/usher-auth/usher/internal/testhooks"
 	"github.com/usher-auth/usher/store"
 )
@@ -200,7 +200,7 @@ func newMailer(cfg Config) (*mailer, error) {
 }
 
 func (m *mailer) run(ctx context.Context) error {
-	bo := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
+	bo := retry.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := m.session(ctx, &bo)
 		if ctx.Err() != nil {
@@ -209,9 +209,9 @@ func (m *mailer) run(ctx context.Context) error {
 		if errors.Is(err, ErrTopologyMismatch) {
 			return fmt.Errorf("mailer: %w", err)
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		m.log.Warn("RabbitMQ session ended; reconnecting", "err", err, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -219,7 +219,7 @@ func (m *mailer) run(ctx context.Context) error {
 
 // session connects, declares the topology and runs the workers until ctx
 // ends (nil) or the connection or a worker fails (its error).
-func (m *mailer) session(ctx context.Context, bo *backoff) error {
+func (m *mailer) session(ctx context.Context, bo *retry.Backoff) error {
 	conn, err := amqp.DialConfig(m.cfg.AMQPURL, amqp.Config{
 		Dial:       amqp.DefaultDial(5 * time.Second),
 		Heartbeat:  10 * time.Second,
@@ -237,7 +237,7 @@ func (m *mailer) session(ctx context.Context, bo *backoff) error {
 		return err
 	}
 	ch.Close()
-	bo.reset()
+	bo.Reset()
 	m.log.Info("consuming", "queue", m.topo.Queue(), "workers", m.cfg.Workers, "prefetch", m.cfg.Prefetch)
 
 	// stop ends the workers; closed when ctx ends or one of them fails.
@@ -275,7 +275,7 @@ type worker struct {
 	ch      *amqp.Channel
 	returns chan amqp.Return
 	stop    <-chan struct{}
-	dbWait  backoff
+	dbWait  retry.Backoff
 }
 
 func (m *mailer) work(ctx context.Context, stop <-chan struct{}, conn *amqp.Connection, n int) error {
@@ -295,7 +295,7 @@ func (m *mailer) work(ctx context.Context, stop <-chan struct{}, conn *amqp.Conn
 		ch:      ch,
 		returns: ch.NotifyReturn(make(chan amqp.Return, 4)),
 		stop:    stop,
-		dbWait:  backoff{min: 500 * time.Millisecond, max: 10 * time.Second},
+		dbWait:  retry.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second},
 	}
 	tag := fmt.Sprintf("usher-mailer-%d-%s", n, randomHex(4))
 	deliveries, err := ch.Consume(m.topo.Queue(), tag, false, false, false, false, nil)
@@ -369,7 +369,7 @@ func (w *worker) handle(ctx context.Context, d amqp.Delivery) error {
 	if err != nil {
 		return w.later(d, log, err)
 	}
-	w.dbWait.reset()
+	w.dbWait.Reset()
 	switch claim {
 	case store.AlreadySent:
 		log.Info("email already sent; not sending it again")
@@ -436,7 +436,7 @@ func (w *worker) message(env *event.Envelope, e email) (*mail.Msg, error) {
 // server accepted it, the delivery is acked whatever happens here, since a
 // redelivery would find no mark and send it again once the lease ends.
 func (w *worker) markSent(ctx context.Context, log *slog.Logger, id string) {
-	bo := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
+	bo := retry.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	deadline := time.Now().Add(w.lease)
 	for {
 		err := w.cfg.DB.MarkEmailSent(ctx, id)
@@ -447,7 +447,7 @@ func (w *worker) markSent(ctx context.Context, log *slog.Logger, id string) {
 			log.Error("email sent but not recorded: a redelivery of this event would send it again", "err", err)
 			return
 		}
-		time.Sleep(bo.next())
+		time.Sleep(bo.Next())
 	}
 }
 
@@ -455,7 +455,7 @@ func (w *worker) markSent(ctx context.Context, log *slog.Logger, id string) {
 // cannot say whether its email was sent: the email is not at fault, so
 // this is no retry step.
 func (w *worker) later(d amqp.Delivery, log *slog.Logger, err error) error {
-	wait := w.dbWait.next()
+	wait := w.dbWait.Next()
 	log.Warn("cannot claim the email; putting the event back", "err", err, "retry_in", wait)
 	select {
 	case <-time.After(wait):
@@ -590,32 +590,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// backoff doubles a wait from min to max, with jitter.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur/2 + mrand.N(b.cur/2+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-// sleep waits d or until ctx ends, and reports whether it waited d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

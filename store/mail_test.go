@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"sync"
 	"testing"
 	"time"
@@ -10,33 +9,17 @@ import (
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for goose
 
-	"github.com/usher-auth/usher/internal/testenv"
-	"github.com/usher-auth/usher/migrations"
+	"github.com/usher-auth/usher/internal/testdb"
 	"github.com/usher-auth/usher/store"
 )
 
-func openDB(t *testing.T) *store.DB {
-	t.Helper()
-	url := testenv.Database(t)
-	sqlDB, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	if err := migrations.Up(t.Context(), sqlDB); err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(t.Context(), url)
+func TestClaimEmail(t *testing.T) {
+	t.Parallel()
+	db, err := store.Open(t.Context(), testdb.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	return db
-}
-
-func TestClaimEmail(t *testing.T) {
-	t.Parallel()
-	db := openDB(t)
 	ctx := t.Context()
 	claim := func(id string, lease time.Duration, want store.ClaimResult) {
 		t.Helper()

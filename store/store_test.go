@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"sync"
 	"testing"
@@ -12,23 +11,14 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/usher-auth/usher/internal/event"
-	"github.com/usher-auth/usher/internal/testenv"
-	"github.com/usher-auth/usher/migrations"
+	"github.com/usher-auth/usher/internal/testdb"
 )
 
 func openTestDB(t *testing.T) *DB { return openBenchDB(t) }
 
 func openBenchDB(t testing.TB) *DB {
 	t.Helper()
-	url := testenv.Database(t)
-	sqlDB, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqlDB.Close()
-	if err := migrations.Up(t.Context(), sqlDB); err != nil {
-		t.Fatal(err)
-	}
+	url := testdb.New(t)
 	db, err := Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
