@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,26 +24,6 @@ var asyncSpec []byte
 
 // AsyncAPI returns the AsyncAPI document the gateway serves.
 func AsyncAPI() []byte { return bytes.Clone(asyncSpec) }
-
-func (s *server) asyncAPISpec() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		specHeaders(w.Header())
-		w.Write(asyncSpec)
-	})
-}
-
-func (s *server) asyncAPIPage() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		page, err := asyncHTML()
-		if err != nil {
-			s.log.Error("render asyncapi docs", "request_id", requestID(r), "err", err)
-			writeProblem(w, "internal", "internal error")
-			return
-		}
-		pageHeaders(w.Header())
-		w.Write(page)
-	})
-}
 
 // asyncHTML renders the page once, from the embedded document.
 var asyncHTML = sync.OnceValues(func() ([]byte, error) {

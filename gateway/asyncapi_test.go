@@ -492,8 +492,8 @@ var farAway = regexp.MustCompile(`(?i)(src|href|action)\s*=\s*["']?\s*(https?:|/
 
 func TestAsyncAPIPage(t *testing.T) {
 	s := &server{}
-	w := served(t, s.asyncAPIPage(), "/docs/asyncapi")
-	docs := served(t, s.docsPage(), "/docs")
+	w := served(t, s.docsPage(asyncHTML), "/docs/asyncapi")
+	docs := served(t, s.docsPage(docsHTML), "/docs")
 	for _, k := range []string{"Content-Type", "Referrer-Policy", "Cache-Control", "Content-Security-Policy", "X-Content-Type-Options"} {
 		if got, want := w.Header().Get(k), docs.Header().Get(k); got != want || got == "" {
 			t.Errorf("%s: got %q, want %q (as /docs)", k, got, want)
@@ -548,8 +548,8 @@ func htmlText(s string) string {
 
 func TestAsyncAPISpecIsServedAsYAML(t *testing.T) {
 	s := &server{}
-	w := served(t, s.asyncAPISpec(), "/docs/asyncapi.yaml")
-	oa := served(t, s.openAPISpec(), "/docs/openapi.yaml")
+	w := served(t, s.document(asyncSpec), "/docs/asyncapi.yaml")
+	oa := served(t, s.document(spec), "/docs/openapi.yaml")
 	for _, k := range []string{"Content-Type", "X-Content-Type-Options", "Cache-Control"} {
 		if got, want := w.Header().Get(k), oa.Header().Get(k); got != want || got == "" {
 			t.Errorf("%s: got %q, want %q (as /docs/openapi.yaml)", k, got, want)

@@ -23,16 +23,18 @@ var spec []byte
 // OpenAPI returns the OpenAPI document the gateway serves.
 func OpenAPI() []byte { return bytes.Clone(spec) }
 
-func (s *server) openAPISpec() http.Handler {
+// document serves an embedded spec file.
+func (s *server) document(doc []byte) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		specHeaders(w.Header())
-		w.Write(spec)
+		w.Write(doc)
 	})
 }
 
-func (s *server) docsPage() http.Handler {
+// docsPage serves a page rendered once from a spec.
+func (s *server) docsPage(render func() ([]byte, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		page, err := docsHTML()
+		page, err := render()
 		if err != nil {
 			s.log.Error("render docs", "request_id", requestID(r), "err", err)
 			writeProblem(w, "internal", "internal error")

@@ -99,7 +99,7 @@ func TestOpenAPISpecProblemCodes(t *testing.T) {
 
 func TestDocsPage(t *testing.T) {
 	w := httptest.NewRecorder()
-	(&server{}).docsPage().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/docs", nil))
+	(&server{}).docsPage(docsHTML).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/docs", nil))
 	if w.Code != http.StatusOK {
 		t.Fatalf("got %d, want 200: %s", w.Code, w.Body)
 	}
@@ -134,7 +134,7 @@ func TestDocsPage(t *testing.T) {
 
 func TestDocsPageListsEveryOperation(t *testing.T) {
 	w := httptest.NewRecorder()
-	(&server{}).docsPage().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/docs", nil))
+	(&server{}).docsPage(docsHTML).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/docs", nil))
 	body := w.Body.String()
 	for path, item := range loadSpec(t).Paths.Map() {
 		for m := range item.Operations() {
@@ -148,7 +148,7 @@ func TestDocsPageListsEveryOperation(t *testing.T) {
 
 func TestOpenAPISpecIsServedAsYAML(t *testing.T) {
 	w := httptest.NewRecorder()
-	(&server{}).openAPISpec().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/docs/openapi.yaml", nil))
+	(&server{}).document(spec).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/docs/openapi.yaml", nil))
 	if w.Code != http.StatusOK {
 		t.Fatalf("got %d, want 200", w.Code)
 	}

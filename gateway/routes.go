@@ -44,8 +44,8 @@ func addRoutes(r *mux.Router, s *server) {
 	r.Handle("/healthz", s.healthz()).Methods(http.MethodGet)
 	r.Handle("/readyz", s.readyz()).Methods(http.MethodGet)
 	r.Handle("/.well-known/jwks.json", s.jwks()).Methods(http.MethodGet)
-	r.Handle("/docs", s.docsPage()).Methods(http.MethodGet)
-	r.Handle("/docs/openapi.yaml", s.openAPISpec()).Methods(http.MethodGet)
-	r.Handle("/docs/asyncapi", s.asyncAPIPage()).Methods(http.MethodGet)
-	r.Handle("/docs/asyncapi.yaml", s.asyncAPISpec()).Methods(http.MethodGet)
+	r.Handle("/docs", s.docsPage(docsHTML)).Methods(http.MethodGet)
+	r.Handle("/docs/openapi.yaml", s.document(spec)).Methods(http.MethodGet)
+	r.Handle("/docs/asyncapi", s.docsPage(asyncHTML)).Methods(http.MethodGet)
+	r.Handle("/docs/asyncapi.yaml", s.document(asyncSpec)).Methods(http.MethodGet)
 }

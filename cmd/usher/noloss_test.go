@@ -8,13 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,39 +42,6 @@ func pipelineEnv(t *testing.T, mp *mailpittest.Mailpit, extra ...string) []strin
 	), extra...)...)
 	usher(t, env, "", "migrate", "up")
 	return env
-}
-
-// startWithArgs is start for `usher <args...>`: a role with flags, e.g.
-// mailer --workers 1.
-func startWithArgs(t *testing.T, args []string, env ...string) *child {
-	t.Helper()
-	httpAddr, adminAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	c := &child{
-		logs:   &syncBuffer{},
-		base:   "http://" + httpAddr,
-		admin:  "http://" + adminAddr,
-		exited: make(chan struct{}),
-	}
-	c.cmd = exec.Command(usherBin, args...)
-	c.cmd.Env = append(append(os.Environ(), "USHER_HTTP_ADDR="+httpAddr, "USHER_ADMIN_ADDR="+adminAddr), env...)
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start usher %v: %v", args, err)
-	}
-	go func() { c.err = c.cmd.Wait(); close(c.exited) }()
-	t.Cleanup(func() {
-		c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(30 * time.Second):
-			c.cmd.Process.Kill()
-			<-c.exited
-		}
-		if t.Failed() {
-			t.Logf("usher %v logs:\n%s", args, c.logs)
-		}
-	})
-	return c
 }
 
 // startMailer runs `usher mailer --workers n`.

@@ -126,6 +126,13 @@ func deleteNamespace(t *testing.T, ns string) {
 // at cleanup, and fails the test with its logs if it exits early.
 func start(t *testing.T, role string, env ...string) *child {
 	t.Helper()
+	return startWithArgs(t, []string{role}, env...)
+}
+
+// startWithArgs is start for `usher <args...>`: a role with flags, e.g.
+// mailer --workers 1.
+func startWithArgs(t *testing.T, args []string, env ...string) *child {
+	t.Helper()
 	httpAddr, adminAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	c := &child{
 		logs:   &syncBuffer{},
@@ -133,11 +140,11 @@ func start(t *testing.T, role string, env ...string) *child {
 		admin:  "http://" + adminAddr,
 		exited: make(chan struct{}),
 	}
-	c.cmd = exec.Command(usherBin, role)
+	c.cmd = exec.Command(usherBin, args...)
 	c.cmd.Env = append(append(os.Environ(), "USHER_HTTP_ADDR="+httpAddr, "USHER_ADMIN_ADDR="+adminAddr), env...)
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start usher %s: %v", role, err)
+		t.Fatalf("start usher %v: %v", args, err)
 	}
 	go func() { c.err = c.cmd.Wait(); close(c.exited) }()
 	t.Cleanup(func() {
@@ -149,7 +156,7 @@ func start(t *testing.T, role string, env ...string) *child {
 			<-c.exited
 		}
 		if t.Failed() {
-			t.Logf("usher %s logs:\n%s", role, c.logs)
+			t.Logf("usher %v logs:\n%s", args, c.logs)
 		}
 	})
 	return c
