@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/usher-auth/usher/internal/testenv"
+	"github.com/usher-auth/usher/mailer/mailpittest"
 )
 
 const (
@@ -57,7 +59,8 @@ func TestConcurrentMissesLoadOnce(t *testing.T) {
 // Two serve processes share the database, Redis and namespace: a write
 // through one is read through the other's node.
 func TestEveryWriteIsSeenThroughASecondNode(t *testing.T) {
-	env := stack(t, fastHashing...)
+	mp := mailpittest.Start(t)
+	env := stack(t, append(fastHashing, "USHER_SMTP_URL="+mp.SMTPURL())...)
 	n1 := start(t, "serve", env...)
 	n1.waitReady(t)
 	n2 := start(t, "serve", env...)
@@ -80,12 +83,17 @@ func TestEveryWriteIsSeenThroughASecondNode(t *testing.T) {
 		return strings.Contains(r.raw, `"email":"`+email+`"`)
 	}
 	read("cached before the writes", "name", "")
+	read("cached before verification", "email_verified", false)
 	if !listed("list before", "w@example.com") {
 		t.Fatal("registered user missing from the list")
 	}
 
 	a.do("PATCH", "/v1/users/me", p.access, map[string]string{"name": "Renamed"}).want(t, "patch", 200)
 	read("profile update", "name", "Renamed")
+
+	welcome := mailFor(t, mp, 1, "w@example.com")
+	a.do("POST", "/v1/auth/verify-email/confirm", "", map[string]string{"token": tokenIn(t, welcome[0])}).want(t, "verify", 200)
+	read("email verification", "email_verified", true)
 
 	before := b.do("GET", "/v1/admin/users/"+p.userID, admin.access, nil).str("updated_at")
 	a.do("POST", "/v1/users/me/password", p.access, map[string]string{"current_password": "written through one", "new_password": "a changed password"}).want(t, "password", 204)
@@ -209,5 +217,30 @@ func TestCacheHoldsNoSecrets(t *testing.T) {
 				t.Fatalf("key %s (value %.80q) contains %q", k, v, f)
 			}
 		}
+	}
+}
+
+func TestCacheStats(t *testing.T) {
+	env := stack(t, fastHashing...)
+	c := start(t, "serve", env...)
+	c.waitReady(t)
+	a := api{t, c.base}
+	p := a.do("POST", "/v1/auth/register", "", map[string]string{"email": "stats@example.com", "password": "count my keys"}).want(t, "register", 201).pair()
+	a.do("GET", "/v1/users/me", p.access, nil).want(t, "fill", 200)
+	out := usher(t, env, "", "cache", "stats")
+	for _, want := range []string{"hit ratio", "memory", "policy"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("cache stats: got %q, want it to show %s", out, want)
+		}
+	}
+	var keys int
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "keys under") {
+			fields := strings.Fields(line)
+			keys, _ = strconv.Atoi(fields[len(fields)-1])
+		}
+	}
+	if keys < 2 { // the user's view and its version at least
+		t.Fatalf("cache stats: got %d keys under the namespace, want the filled view counted:\n%s", keys, out)
 	}
 }
