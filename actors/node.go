@@ -307,7 +307,11 @@ func (n *Node) ping(call Call) Reply {
 }
 
 func (n *Node) respond(msg *nats.Msg, op string, r Reply) {
-	n.requests.WithLabelValues(op, r.Code).Inc()
+	label := op
+	if _, known := ops[op]; !known && op != "system.ping" {
+		label = "unknown" // subjects are not ours to count
+	}
+	n.requests.WithLabelValues(label, r.Code).Inc()
 	data, err := json.Marshal(r)
 	if err != nil {
 		n.cfg.Log.Error("encode reply", "op", op, "err", err)

@@ -67,15 +67,20 @@ var needs = map[string][]string{
 func runRoles(ctx context.Context, cfg config, role string, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	sendsMail := role == "mailer" || role == "serve"
 	workers := 2
-	if role == "mailer" || role == "serve" {
+	if sendsMail {
 		fs.IntVar(&workers, "workers", workers, "mail delivery workers")
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 || workers < 1 {
-		return fmt.Errorf("usage: usher %s%s", role, map[bool]string{true: " [--workers N]"}[role == "mailer" || role == "serve"])
+		usage := "usage: usher " + role
+		if sendsMail {
+			usage += " [--workers N]"
+		}
+		return errors.New(usage)
 	}
 	p := &process{cfg: cfg, log: newLogger(cfg, stderr, role), metrics: prometheus.NewRegistry()}
 	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
