@@ -15,7 +15,9 @@ make -s build
 go build -o bin/usher-bench ./benchmarks/cmd/usher-bench
 
 suffix=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
-export USHER_NAMESPACE=bench_$suffix
+# One fixed namespace: its RabbitMQ exchanges and queues are declared again,
+# not piled up run after run.
+export USHER_NAMESPACE=bench
 export USHER_DATABASE_URL="postgres://postgres@127.0.0.1:5432/usher_bench_$suffix?sslmode=disable"
 export USHER_DATA_DIR=$(mktemp -d)
 export USHER_SECRET_KEY=$(head -c 32 /dev/urandom | base64)
