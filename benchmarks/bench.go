@@ -323,8 +323,9 @@ type bench struct {
 	unsettled bool // the outbox did not drain once: stop waiting for it
 }
 
-// settleWait bounds the wait for the outbox before a step.
-const settleWait = 30 * time.Second
+// settleWait bounds the wait for the outbox and the mail it causes before a
+// step: a reset-request step at 1000/s leaves tens of thousands of emails.
+const settleWait = 5 * time.Minute
 
 // Run measures usher as o says and returns the results; with o.Out set it
 // also writes results.json and report.html there. The error is about the
@@ -597,7 +598,7 @@ func (b *bench) step(ctx context.Context, sc *scenario, sr *ScenarioResult, mode
 		return nil, err
 	}
 	if !b.unsettled {
-		b.progress(prefix + "  waiting for the outbox to drain")
+		b.progress(prefix + "  waiting for the outbox and its email to drain")
 		left, err := b.f.settle(ctx, settleWait)
 		if err != nil {
 			b.clearProgress()
@@ -605,7 +606,7 @@ func (b *bench) step(ctx context.Context, sc *scenario, sr *ScenarioResult, mode
 		}
 		if left > 0 {
 			b.unsettled = true
-			b.note("the outbox still had %d unpublished events after %v (is the relay running?); steps no longer wait for it", left, settleWait)
+			b.note("%d events were still unpublished or their email unsent after %v (are the relay and the mailer running, with an SMTP server?); steps no longer wait for them", left, settleWait)
 		}
 	}
 	var before scrape

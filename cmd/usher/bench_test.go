@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/usher-auth/usher/benchmarks"
+	"github.com/usher-auth/usher/mailer/mailpittest"
 )
 
 // usher-bench, run for a few seconds against a started usher serve: every
 // scenario runs without errors and results.json carries every field.
 func TestUsherBenchAgainstServe(t *testing.T) {
-	env := stack(t, fastHashing...)
+	mp := mailpittest.Start(t) // steps wait for the previous step's email
+	env := stack(t, append(fastHashing, "USHER_SMTP_URL="+mp.SMTPURL())...)
 	c := start(t, "serve", env...)
 	c.waitReady(t)
 	get := func(name string) string {
@@ -72,6 +74,11 @@ func TestUsherBenchAgainstServe(t *testing.T) {
 	for _, field := range []string{"tool", "started_at", "finished_at", "parameters", "environment", "hash_time", "scenarios", "verdicts", "passed"} {
 		if _, ok := doc[field]; !ok {
 			t.Errorf("results.json has no %q", field)
+		}
+	}
+	for _, note := range res.Notes {
+		if strings.Contains(note, "steps no longer wait") {
+			t.Errorf("a step did not settle: %s", note)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(out, "report.html")); err != nil {
