@@ -112,8 +112,25 @@ func (db *DB) Refresh(ctx context.Context, sid string, counter int64, grace, idl
 	if !isUUID(sid) {
 		return r, ErrSessionEnded
 	}
+	// The common case, the current token of a live session, in one
+	// statement: the row lock orders concurrent refreshes, and a refresh
+	// that lost the race matches nothing and takes the path below.
+	err := db.pool.QueryRow(ctx, `
+		UPDATE sessions s SET refresh_counter = s.refresh_counter + 1, rotated_at = now(), last_used_at = now()
+		FROM users u
+		WHERE s.id = $1 AND s.refresh_counter = $2 AND s.revoked_at IS NULL
+		  AND u.id = s.user_id AND u.disabled_at IS NULL
+		  AND now() < s.expires_at AND now() < s.last_used_at + $3::interval
+		RETURNING `+userColumns+`, `+sessionColumns+`, now()`, sid, counter, idle).
+		Scan(append(userDest(&r.User), append(sessionDest(&r.Session), &r.Now)...)...)
+	if err == nil {
+		return r, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("refresh: %w", err)
+	}
 	var reused bool
-	err := db.tx(ctx, func(tx pgx.Tx) error {
+	err = db.tx(ctx, func(tx pgx.Tx) error {
 		var revoked *time.Time
 		row := tx.QueryRow(ctx, `
 			SELECT `+userColumns+`, `+sessionColumns+`, s.revoked_at, now()

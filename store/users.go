@@ -41,11 +41,14 @@ type User struct {
 const userColumns = `u.id, u.email, u.name, u.role, u.password_hash, u.credentials_version,
 	u.email_verified_at, u.disabled_at, u.created_at, u.updated_at`
 
+func userDest(u *User) []any {
+	return []any{&u.ID, &u.Email, &u.Name, &u.Role, &u.PasswordHash, &u.CredentialsVersion,
+		&u.EmailVerifiedAt, &u.DisabledAt, &u.CreatedAt, &u.UpdatedAt}
+}
+
 func scanUser(row pgx.Row, extra ...any) (User, error) {
 	var u User
-	dest := append([]any{&u.ID, &u.Email, &u.Name, &u.Role, &u.PasswordHash, &u.CredentialsVersion,
-		&u.EmailVerifiedAt, &u.DisabledAt, &u.CreatedAt, &u.UpdatedAt}, extra...)
-	err := row.Scan(dest...)
+	err := row.Scan(append(userDest(&u), extra...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, ErrNotFound
 	}
