@@ -34,6 +34,7 @@ const (
 	redisTimeout  = 100 * time.Millisecond
 	versionTTL    = time.Hour
 	pendingPoll   = 250 * time.Millisecond
+	clearEvery    = 50 * time.Millisecond
 	cacheKindUser = "user"
 	cacheKindList = "list"
 )
@@ -173,6 +174,7 @@ type cache struct {
 
 	mu      sync.RWMutex
 	pending map[string]bool // keys whose bumps are not applied yet
+	applied chan []int64    // ids of bumps applied, to delete
 
 	hits, misses, errs, skipped, bumps, loads *prometheus.CounterVec
 	latency                                   *prometheus.HistogramVec
@@ -184,6 +186,7 @@ func newCache(cfg CacheConfig, rdb *redis.Client, db *store.DB, namespace string
 	}
 	c := &cache{
 		cfg: cfg, redis: rdb, db: db, namespace: namespace, pending: map[string]bool{},
+		applied: make(chan []int64, 4096),
 		hits:    counter("usher_cache_hits_total", "Reads answered from Redis."),
 		misses:  counter("usher_cache_misses_total", "Reads not found in Redis."),
 		errs:    counter("usher_cache_errors_total", "Redis calls that failed or timed out: reads went to PostgreSQL."),
@@ -309,7 +312,32 @@ func (c *cache) bump(ctx context.Context, keys []string, ids []int64) {
 		c.refreshPending(ctx)
 		return
 	}
-	c.db.ClearBumps(ctx, ids) // a row left behind only bumps again
+	// Applied: the rows go in the next batch delete, so writes share one
+	// commit for their cleanup. A row left behind only bumps again.
+	select {
+	case c.applied <- ids:
+	default:
+		c.db.ClearBumps(ctx, ids)
+	}
+}
+
+// clearApplied deletes applied bumps in batches until ctx ends.
+func (c *cache) clearApplied(ctx context.Context) {
+	t := time.NewTicker(clearEvery)
+	defer t.Stop()
+	var ids []int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case batch := <-c.applied:
+			ids = append(ids, batch...)
+		case <-t.C:
+			if len(ids) > 0 && c.db.ClearBumps(ctx, ids) == nil {
+				ids = ids[:0]
+			}
+		}
+	}
 }
 
 // incr moves the versions of keys on.
@@ -360,8 +388,10 @@ func (c *cache) refreshPending(ctx context.Context) {
 	c.mu.Unlock()
 }
 
-// run retries refused bumps and keeps the pending set fresh until ctx ends.
+// run retries refused bumps, deletes applied ones and keeps the pending set
+// fresh until ctx ends.
 func (c *cache) run(ctx context.Context) {
+	go c.clearApplied(ctx)
 	t := time.NewTicker(pendingPoll)
 	defer t.Stop()
 	for {
