@@ -75,6 +75,14 @@ func (d deps) allow(ctx context.Context, call Call, rule ratelimit.Rule, key str
 	return ok
 }
 
+// committed follows every write that changed users: their cache versions
+// move on, then the sessions it ended are published, before the caller is
+// answered, so what the caller does next sees the write.
+func (d deps) committed(ctx context.Context, ended []string) {
+	d.cache.applyBumps(ctx)
+	d.revoked(ended)
+}
+
 // revoked publishes ended sessions on <ns>.revocations, the fast path to
 // every gateway. PostgreSQL stays the feed: a lost publish costs at most a
 // gateway's poll interval.

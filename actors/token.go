@@ -60,7 +60,7 @@ func (a *tokenActor) confirmVerification(ctx context.Context, m ConfirmVerificat
 		a.fail(m.Call, err)
 		return
 	}
-	a.cache.applyBumps(ctx)
+	a.committed(ctx, nil)
 	m.ok(viewOf(u))
 }
 
@@ -106,7 +106,6 @@ func (a *tokenActor) confirmReset(ctx context.Context, m ConfirmReset) {
 		a.fail(m.Call, err)
 		return
 	}
-	a.cache.applyBumps(ctx)
-	a.revoked(ended)
+	a.committed(ctx, ended)
 	m.answer(Reply{})
 }

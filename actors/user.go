@@ -81,7 +81,7 @@ func (a *userActor) register(ctx context.Context, m Register) {
 		a.fail(m.Call, err)
 		return
 	}
-	a.cache.applyBumps(ctx)
+	a.committed(ctx, nil)
 	a.answerPair(m.Call, u, s, now)
 }
 
@@ -210,8 +210,7 @@ func (a *userActor) changePassword(ctx context.Context, m ChangePassword) {
 		a.fail(m.Call, err)
 		return
 	}
-	a.cache.applyBumps(ctx)
-	a.revoked(ended)
+	a.committed(ctx, ended)
 	m.answer(Reply{})
 }
 
@@ -228,8 +227,7 @@ func (a *userActor) deleteUser(ctx context.Context, call Call, id string) {
 		a.fail(call, err)
 		return
 	}
-	a.cache.applyBumps(ctx)
-	a.revoked(ended)
+	a.committed(ctx, ended)
 	call.answer(Reply{})
 }
 
@@ -239,8 +237,7 @@ func (a *userActor) updateUser(ctx context.Context, m UpdateUser) {
 		a.fail(m.Call, err)
 		return
 	}
-	a.cache.applyBumps(ctx)
-	a.revoked(ended)
+	a.committed(ctx, ended)
 	m.ok(viewOf(u))
 }
 

@@ -340,17 +340,6 @@ func PrintTable(w io.Writer, res *Results) {
 	}
 }
 
-func floats(xs []float64, format string) string {
-	if len(xs) == 0 {
-		return "–"
-	}
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = fmt.Sprintf(format, x)
-	}
-	return strings.Join(parts, " ")
-}
-
 // capacityText is a scenario's capacity with its runs and floor; a run
 // where no probe passed shows as below its lowest failing probe.
 func capacityText(sr *ScenarioResult) string {

@@ -19,21 +19,12 @@ func TestUsherBenchAgainstServe(t *testing.T) {
 	env := stack(t, append(fastHashing, "USHER_SMTP_URL="+mp.SMTPURL())...)
 	c := start(t, "serve", env...)
 	c.waitReady(t)
-	get := func(name string) string {
-		for _, kv := range env {
-			if v, ok := strings.CutPrefix(kv, name+"="); ok {
-				return v
-			}
-		}
-		t.Fatalf("%s not in the test environment", name)
-		return ""
-	}
 	out := t.TempDir()
 	res, err := benchmarks.Run(t.Context(), benchmarks.Options{
 		Base:            c.base,
 		Admin:           []string{strings.TrimPrefix(c.admin, "http://")},
-		Database:        get("USHER_DATABASE_URL"),
-		EventKey:        get("USHER_EVENT_KEY"),
+		Database:        envValue(env, "USHER_DATABASE_URL"),
+		EventKey:        envValue(env, "USHER_EVENT_KEY"),
 		Usher:           usherBin,
 		UsherEnv:        env,
 		Rate:            20,

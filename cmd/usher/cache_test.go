@@ -195,12 +195,7 @@ func TestCacheHoldsNoSecrets(t *testing.T) {
 	a.do("GET", "/v1/admin/users", admin.access, nil).want(t, "list", 200)
 	a.do("POST", "/v1/auth/login", "", map[string]string{"email": "secret@example.com", "password": "wrong!"})
 
-	var ns string
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "USHER_NAMESPACE="); ok {
-			ns = v
-		}
-	}
+	ns := envValue(env, "USHER_NAMESPACE")
 	opts, _ := redis.ParseURL(testenv.RedisURL)
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()

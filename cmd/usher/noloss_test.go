@@ -104,6 +104,39 @@ func envValue(env []string, key string) string {
 	return v
 }
 
+// startPipeline starts node, gateway, bridge and a one-worker mailer
+// (mailerEnv added to its environment) and waits until they serve.
+func startPipeline(t *testing.T, env []string, mailerEnv ...string) (gw, ml *child) {
+	t.Helper()
+	start(t, "node", env...)
+	gw = start(t, "gateway", env...)
+	start(t, "bridge", env...)
+	ml = startMailer(t, 1, append(env, mailerEnv...)...)
+	gw.waitReady(t)
+	waitAdmin(t, ml)
+	return gw, ml
+}
+
+// waitMailQueuesEmpty waits until the mailer's work and lease-wait queues
+// hold nothing: every email has been sent or parked for good.
+func waitMailQueuesEmpty(t *testing.T, env []string) {
+	t.Helper()
+	conn, err := amqp.Dial(testenv.AMQPURL)
+	if err != nil {
+		t.Fatalf("RabbitMQ: %v", err)
+	}
+	defer conn.Close()
+	topo := mailer.NewTopology(envValue(env, "USHER_NAMESPACE"))
+	testenv.Eventually(t, 10*time.Second, func() string {
+		for _, q := range []string{topo.Queue(), topo.LeaseWaitQueue()} {
+			if d := queueDepth(t, conn, q); d != 0 {
+				return fmt.Sprintf("%d messages in %s", d, q)
+			}
+		}
+		return ""
+	})
+}
+
 // hostOf is the host:port of a server URL.
 func hostOf(t *testing.T, raw string) string {
 	t.Helper()
@@ -497,12 +530,7 @@ func TestNoEmailIsLost(t *testing.T) {
 func TestMailerKilledAfterSMTPResendsAtMostOnce(t *testing.T) {
 	mp := mailpittest.Start(t)
 	env := pipelineEnv(t, mp)
-	start(t, "node", env...)
-	gw := start(t, "gateway", env...)
-	start(t, "bridge", env...)
-	hooked := startMailer(t, 1, append(env, "USHER_TESTHOOK=mailer.after_smtp")...)
-	gw.waitReady(t)
-	waitAdmin(t, hooked)
+	gw, hooked := startPipeline(t, env, "USHER_TESTHOOK=mailer.after_smtp")
 
 	const addr = "after-smtp@example.com"
 	api{t, gw.base}.do("POST", "/v1/auth/register", "", map[string]string{"email": addr, "password": "killed after smtp"}).want(t, "register", 201)
@@ -527,20 +555,7 @@ func TestMailerKilledAfterSMTPResendsAtMostOnce(t *testing.T) {
 		return ""
 	})
 
-	conn, err := amqp.Dial(testenv.AMQPURL)
-	if err != nil {
-		t.Fatalf("RabbitMQ: %v", err)
-	}
-	defer conn.Close()
-	topo := mailer.NewTopology(envValue(env, "USHER_NAMESPACE"))
-	testenv.Eventually(t, 10*time.Second, func() string {
-		for _, q := range []string{topo.Queue(), topo.LeaseWaitQueue()} {
-			if d := queueDepth(t, conn, q); d != 0 {
-				return fmt.Sprintf("%d messages in %s", d, q)
-			}
-		}
-		return ""
-	})
+	waitMailQueuesEmpty(t, env)
 	time.Sleep(2 * time.Second) // a third copy, if there were one, would come now
 	mails = mailsTo(mailList(t, mp), addr)
 	if len(mails) != 2 {
@@ -560,12 +575,7 @@ func TestMailerKilledAfterSMTPResendsAtMostOnce(t *testing.T) {
 func TestMailerKilledElsewhereNeverDuplicates(t *testing.T) {
 	mp := mailpittest.Start(t)
 	env := pipelineEnv(t, mp)
-	start(t, "node", env...)
-	gw := start(t, "gateway", env...)
-	start(t, "bridge", env...)
-	ml := startMailer(t, 1, env...)
-	gw.waitReady(t)
-	waitAdmin(t, ml)
+	gw, ml := startPipeline(t, env)
 	a := api{t, gw.base}
 
 	a.do("POST", "/v1/auth/register", "", map[string]string{"email": "first@example.com", "password": "killed elsewhere"}).want(t, "register first", 201)
@@ -583,20 +593,7 @@ func TestMailerKilledElsewhereNeverDuplicates(t *testing.T) {
 	a.do("POST", "/v1/auth/register", "", map[string]string{"email": "second@example.com", "password": "killed elsewhere"}).want(t, "register second", 201)
 	waitMails(t, mp, "second@example.com", 1, 30*time.Second)
 
-	conn, err := amqp.Dial(testenv.AMQPURL)
-	if err != nil {
-		t.Fatalf("RabbitMQ: %v", err)
-	}
-	defer conn.Close()
-	topo := mailer.NewTopology(envValue(env, "USHER_NAMESPACE"))
-	testenv.Eventually(t, 10*time.Second, func() string {
-		for _, q := range []string{topo.Queue(), topo.LeaseWaitQueue()} {
-			if d := queueDepth(t, conn, q); d != 0 {
-				return fmt.Sprintf("%d messages in %s", d, q)
-			}
-		}
-		return ""
-	})
+	waitMailQueuesEmpty(t, env)
 	list := mailList(t, mp)
 	if got := mailsTo(list, "first@example.com"); len(got) != 1 {
 		t.Fatalf("got %d emails to first@example.com, want exactly 1", len(got))

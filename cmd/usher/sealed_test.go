@@ -177,11 +177,7 @@ func TestNoPlaintextTokenLeavesTheNode(t *testing.T) {
 	ns := envValue(env, "USHER_NAMESPACE")
 	onNATS := overhearNATS(t, ns)
 	onRabbit := overhearRabbitMQ(t, ns)
-	start(t, "node", env...)
-	gw := start(t, "gateway", env...)
-	start(t, "bridge", env...)
-	startMailer(t, 1, env...)
-	gw.waitReady(t)
+	gw, _ := startPipeline(t, env)
 	a := api{t, gw.base}
 
 	addrs := []string{"sealed1@example.com", "sealed2@example.com", "sealed3@example.com"}
@@ -248,12 +244,7 @@ func TestForgedEventsSendNothing(t *testing.T) {
 	env := pipelineEnv(t, mp)
 	ns := envValue(env, "USHER_NAMESPACE")
 	topo := mailer.NewTopology(ns)
-	start(t, "node", env...)
-	gw := start(t, "gateway", env...)
-	start(t, "bridge", env...)
-	ml := startMailer(t, 1, env...)
-	gw.waitReady(t)
-	waitAdmin(t, ml)
+	gw, ml := startPipeline(t, env)
 	a := api{t, gw.base}
 
 	// A genuine event, sent, whose seal is then altered.

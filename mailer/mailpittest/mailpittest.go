@@ -182,13 +182,6 @@ func (m *Mailpit) stop() {
 	}
 }
 
-// Stop ends mailpit before the test does: its SMTP port refuses
-// connections afterwards.
-func (m *Mailpit) Stop() { m.stop() }
-
-// SMTPAddr is the SMTP server's "127.0.0.1:port".
-func (m *Mailpit) SMTPAddr() string { return m.smtpAddr }
-
 // SMTPURL is smtp://127.0.0.1:port (no TLS offered; any login accepted).
 func (m *Mailpit) SMTPURL() string { return "smtp://" + m.smtpAddr }
 
@@ -323,13 +316,5 @@ func (m *Mailpit) SetChaos(t testing.TB, stage string, code, probability int) {
 	body := map[string]any{stage: map[string]int{"ErrorCode": code, "Probability": probability}}
 	if err := m.do(http.MethodPut, "/api/v1/chaos", body, nil); err != nil {
 		t.Fatalf("mailpit chaos: %v", err)
-	}
-}
-
-// DeleteAll removes every message.
-func (m *Mailpit) DeleteAll(t testing.TB) {
-	t.Helper()
-	if err := m.do(http.MethodDelete, "/api/v1/messages", nil, nil); err != nil {
-		t.Fatalf("mailpit: %v", err)
 	}
 }
