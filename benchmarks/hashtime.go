@@ -1,6 +1,7 @@
 package benchmarks
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -25,6 +26,9 @@ type HashTime struct {
 	// LoadAverage is the machine's one-minute load average just before:
 	// the measurement assumes an idle machine.
 	LoadAverage float64 `json:"load_average_1m"`
+	// IdleShare is the share of CPU time the machine was idle in the second
+	// just before (Linux; 0 elsewhere).
+	IdleShare float64 `json:"idle_share"`
 }
 
 // Median is the measured hash time.
@@ -66,6 +70,53 @@ func MeasureHashTime(p password.Params, n int) (HashTime, string, error) {
 		ht.MinMs, ht.MaxMs = min(ht.MinMs, v), max(ht.MaxMs, v)
 	}
 	return ht, hash, nil
+}
+
+// waitIdle waits, up to limit, for a second in which the machine's CPUs
+// were at least 90% idle, so that the hash time is not measured while the
+// server is still starting or a build is finishing, and returns the idle
+// share of the last second it measured (0 where /proc/stat is missing).
+func waitIdle(ctx context.Context, limit time.Duration) float64 {
+	deadline := time.Now().Add(limit)
+	for {
+		busy0, idle0 := cpuTicks()
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(time.Second):
+		}
+		busy1, idle1 := cpuTicks()
+		total := (busy1 - busy0) + (idle1 - idle0)
+		if total == 0 {
+			return 0
+		}
+		share := float64(idle1-idle0) / float64(total)
+		if share >= 0.9 || time.Now().After(deadline) {
+			return share
+		}
+	}
+}
+
+// cpuTicks reads the machine's busy and idle CPU time so far from the
+// first line of /proc/stat: user nice system idle iowait irq softirq steal.
+func cpuTicks() (busy, idle uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for i, f := range strings.Fields(line) {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if i == 0 || i > 8 || err != nil {
+			continue
+		}
+		if i == 4 || i == 5 { // idle, iowait
+			idle += v
+		} else {
+			busy += v
+		}
+	}
+	return busy, idle
 }
 
 // loadAverage reads the one-minute load average (Linux); 0 elsewhere.

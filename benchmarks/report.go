@@ -162,8 +162,8 @@ func labelString(l map[string]string) string {
 // the hash-queue wait at 70% load, as the table and the page print them.
 func hashLines(res *Results) (hash string, server []string, wait []string) {
 	ht := res.HashTime
-	hash = fmt.Sprintf("hash time %.1f ms: median of %d single-threaded hashes before the run, %s (min %.1f, max %.1f ms; load average %.2f on %d CPUs)",
-		ht.MedianMs, ht.Samples, ht.Params(), ht.MinMs, ht.MaxMs, ht.LoadAverage, res.Environment.NumCPU)
+	hash = fmt.Sprintf("hash time %.1f ms: median of %d single-threaded hashes before the run, %s (min %.1f, max %.1f ms; CPUs %.0f%% idle just before, load average %.2f on %d CPUs)",
+		ht.MedianMs, ht.Samples, ht.Params(), ht.MinMs, ht.MaxMs, 100*ht.IdleShare, ht.LoadAverage, res.Environment.NumCPU)
 	for _, sr := range res.Scenarios {
 		if !sr.Hashing {
 			continue
@@ -263,6 +263,9 @@ func PrintTable(w io.Writer, res *Results) {
 	}
 	for _, l := range wait {
 		fmt.Fprintln(w, l)
+	}
+	if p.SMTPSink != "" {
+		fmt.Fprintf(w, "emails received by the benchmark's SMTP sink on %s: %d\n", p.SMTPSink, res.EmailsReceived)
 	}
 
 	for _, sr := range res.Scenarios {

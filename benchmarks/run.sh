@@ -9,8 +9,7 @@ cd "$(dirname "$0")/.."
 topology=${1:?usage: benchmarks/run.sh serve|split [usher-bench flags]}
 shift
 
-# Mail from the email scenarios goes to a local Mailpit, not into retries.
-bash .ci/services --mailpit >/dev/null
+bash .ci/services >/dev/null
 make -s build
 go build -o bin/usher-bench ./benchmarks/cmd/usher-bench
 
@@ -22,6 +21,10 @@ export USHER_DATABASE_URL="postgres://postgres@127.0.0.1:5432/usher_bench_$suffi
 export USHER_DATA_DIR=$(mktemp -d)
 export USHER_SECRET_KEY=$(head -c 32 /dev/urandom | base64)
 export USHER_EVENT_KEY=$(head -c 32 /dev/urandom | base64)
+# Mail from the email scenarios goes to usher-bench's own SMTP sink: the
+# budget's machine has no SMTP server on it (see BENCHMARKS.md).
+sink=127.0.0.1:2526
+export USHER_SMTP_URL="smtp://$sink?starttls=none"
 export USHER_RATE_LIMITS=off USHER_LOG_LEVEL=warn USHER_AUTO_MIGRATE=true USHER_PPROF=${USHER_PPROF:-false}
 psql -q 'postgres://postgres@127.0.0.1:5432/postgres' -c "CREATE DATABASE usher_bench_$suffix"
 
@@ -69,4 +72,4 @@ for _ in $(seq 1 120); do
 done
 curl -sf http://127.0.0.1:8080/readyz >/dev/null || { echo "usher did not become ready; logs in $USHER_DATA_DIR" >&2; exit 2; }
 
-bin/usher-bench --base http://127.0.0.1:8080 --admin "$admins" --usher bin/usher --out . "$@"
+bin/usher-bench --base http://127.0.0.1:8080 --admin "$admins" --usher bin/usher --smtp-sink "$sink" --out . "$@"

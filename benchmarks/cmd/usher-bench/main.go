@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		timeout   = fs.Duration("timeout", d.Timeout, "per-request timeout, from its intended start")
 		inflight  = fs.Int("max-in-flight", d.MaxInFlight, "concurrent requests (and connections) per step")
 		pause     = fs.Duration("pause", d.Pause, "idle time between steps")
+		sink      = fs.String("smtp-sink", "", "receive the server's email on this address (point USHER_SMTP_URL at it) instead of an SMTP server on the same machine")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,7 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Duration: *duration, Warmup: *warmup, Runs: *runs, Pause: *pause, Rate: *rate,
 		Cores: *cores, Argon2MemoryKiB: uint32(*memory), Argon2Time: uint32(*iters),
 		HashSamples: *samples, EnumTrials: *trials, SkipEnumeration: *noEnum, CapacityProbes: *probes,
-		Timeout: *timeout, MaxInFlight: *inflight, Out: *out, Log: stderr,
+		Timeout: *timeout, MaxInFlight: *inflight, SMTPSink: *sink, Out: *out, Log: stderr,
 	}
 	if *warmup == 0 {
 		o.Warmup = time.Nanosecond // an explicit zero means none, not the default
