@@ -18,6 +18,7 @@ type slowSMTP struct {
 
 	mu                     sync.Mutex
 	active, most, accepted int
+	conns                  []net.Conn // every connection accepted
 }
 
 func startSlowSMTP(t *testing.T, delay time.Duration) *slowSMTP {
@@ -34,6 +35,9 @@ func startSlowSMTP(t *testing.T, delay time.Duration) *slowSMTP {
 			if err != nil {
 				return
 			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
 			wg.Go(func() { s.serve(c) })
 		}
 	})
@@ -50,6 +54,22 @@ func (s *slowSMTP) counts() (accepted, most int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.accepted, s.most
+}
+
+// connections is how many connections the server has accepted.
+func (s *slowSMTP) connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// hangUp closes every connection, as a server does with idle ones.
+func (s *slowSMTP) hangUp() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
 }
 
 func (s *slowSMTP) serve(c net.Conn) {

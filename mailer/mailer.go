@@ -276,6 +276,7 @@ type worker struct {
 	returns chan amqp.Return
 	stop    <-chan struct{}
 	dbWait  retry.Backoff
+	conn    *smtpConn
 }
 
 func (m *mailer) work(ctx context.Context, stop <-chan struct{}, conn *amqp.Connection, n int) error {
@@ -296,7 +297,9 @@ func (m *mailer) work(ctx context.Context, stop <-chan struct{}, conn *amqp.Conn
 		returns: ch.NotifyReturn(make(chan amqp.Return, 4)),
 		stop:    stop,
 		dbWait:  retry.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second},
+		conn:    &smtpConn{server: m.smtp},
 	}
+	defer w.conn.close()
 	tag := fmt.Sprintf("usher-mailer-%d-%s", n, randomHex(4))
 	deliveries, err := ch.Consume(m.topo.Queue(), tag, false, false, false, false, nil)
 	if err != nil {
@@ -385,7 +388,7 @@ func (w *worker) handle(ctx context.Context, d amqp.Delivery) error {
 	}
 
 	sendCtx, cancel := context.WithTimeout(ctx, w.cfg.SMTPTimeout)
-	delivered, err := w.smtp.send(sendCtx, msg)
+	delivered, err := w.conn.send(sendCtx, msg)
 	cancel()
 	if delivered {
 		// Killed here, the email goes out twice: the one duplicate the

@@ -417,6 +417,47 @@ func TestWorkersSendConcurrently(t *testing.T) {
 	}
 }
 
+// A worker keeps its SMTP connection from one email to the next, and when
+// the server has hung up meanwhile, sends the next email on a new one
+// without losing or retrying it.
+func TestWorkerKeepsItsSMTPConnection(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	smtp := startSlowSMTP(t, 0)
+	cfg := e.config(smtp.url())
+	cfg.Workers = 1
+	e.start(cfg)
+	sendAndWait := func(first, n int) {
+		t.Helper()
+		for i := range n {
+			e.publish(e.event(event.PasswordChanged, event.Mail{To: fmt.Sprintf("user%d@example.com", first+i)}))
+		}
+		// Sent is counted after the exchange ended (RSET included): the
+		// connection is idle then.
+		testenv.Eventually(t, 10*time.Second, func() string {
+			if got := e.metric("usher_mail_sent_total"); got < float64(first+n) {
+				return fmt.Sprintf("%v emails sent, want %d", got, first+n)
+			}
+			return ""
+		})
+	}
+	sendAndWait(0, 3)
+	if n := smtp.connections(); n != 1 {
+		t.Fatalf("3 emails from one worker took %d connections, want 1", n)
+	}
+	smtp.hangUp()
+	sendAndWait(3, 2)
+	if n := smtp.connections(); n != 2 {
+		t.Fatalf("after the server hung up: %d connections in all, want 2", n)
+	}
+	if n := e.metric("usher_mail_retried_total"); n != 0 {
+		t.Errorf("usher_mail_retried_total = %v, want 0: a closed idle connection costs no retry", n)
+	}
+	if got, _ := smtp.counts(); got != 5 {
+		t.Errorf("the server accepted %d emails, want 5", got)
+	}
+}
+
 func TestReconnectsToRabbitMQ(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)

@@ -105,16 +105,62 @@ func parseSMTPURL(raw string, timeout time.Duration) (smtpServer, error) {
 	return smtpServer{host: host, opts: opts}, nil
 }
 
+// smtpConn is one worker's connection to the SMTP server, kept open
+// from one email to the next: a connection per email costs the TCP
+// handshake, the greeting, EHLO and, with STARTTLS, a TLS handshake, on
+// both ends, for every email.
+type smtpConn struct {
+	server smtpServer
+	client *mail.Client // nil until the first email, and after an error
+}
+
 // send delivers msg. It reports delivered when the server accepted the
-// message, even if something after that (RSET, QUIT) failed: such an email
-// must be recorded as sent, not retried.
-func (s smtpServer) send(ctx context.Context, msg *mail.Msg) (delivered bool, err error) {
-	c, err := mail.NewClient(s.host, s.opts...)
-	if err != nil {
-		return false, err
+// message, even if something after that (RSET) failed: such an email must
+// be recorded as sent, not retried. go-mail checks a kept connection with
+// NOOP before each email; a server that closed it while idle got nothing,
+// so the email goes once more on a new connection.
+func (s *smtpConn) send(ctx context.Context, msg *mail.Msg) (delivered bool, err error) {
+	kept := s.client != nil
+	if !kept {
+		if err := s.dial(ctx); err != nil {
+			return false, err
+		}
 	}
-	err = c.DialAndSendWithContext(ctx, msg)
+	err = s.client.Send(msg)
+	var sendErr *mail.SendError
+	if kept && errors.As(err, &sendErr) && sendErr.Reason == mail.ErrConnCheck {
+		s.close()
+		if err := s.dial(ctx); err != nil {
+			return false, err
+		}
+		err = s.client.Send(msg)
+	}
+	if err != nil {
+		// What state the session is in after an error is unknown: the next
+		// email starts on a new connection.
+		s.close()
+	}
 	return msg.IsDelivered(), err
+}
+
+func (s *smtpConn) dial(ctx context.Context) error {
+	c, err := mail.NewClient(s.server.host, s.server.opts...)
+	if err != nil {
+		return err
+	}
+	if err := c.DialWithContext(ctx); err != nil {
+		return fmt.Errorf("dial failed: %w", err)
+	}
+	s.client = c
+	return nil
+}
+
+// close ends the session with QUIT, if there is one.
+func (s *smtpConn) close() {
+	if s.client != nil {
+		s.client.Close()
+		s.client = nil
+	}
 }
 
 // permanent reports whether err is the SMTP server's final refusal of this

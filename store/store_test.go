@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -164,6 +165,42 @@ func TestFailedPublishLeavesEventsForTheNextPass(t *testing.T) {
 	}
 }
 
+// Registration writes the account, its session, its verification token,
+// its cache bump and its event together, or, for a taken address, nothing.
+func TestRegisterWritesEverythingOrNothing(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	register := func(sid string) (User, Session, error) {
+		u, s, _, err := db.Register(ctx, NewUser{ID: uuid.NewString(), Email: "r@example.com", PasswordHash: "h", Name: "R"},
+			NewSession{ID: sid, Lifetime: time.Hour, UserAgent: "ua", IP: "192.0.2.1"},
+			OneTimeToken{Hash: []byte(sid), Purpose: PurposeVerify, TTL: time.Hour},
+			event.Envelope{ID: uuid.NewString(), Type: event.UserRegistered, OccurredAt: time.Now()})
+		return u, s, err
+	}
+	sid := uuid.NewString()
+	u, s, err := register(sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Email != "r@example.com" || u.Name != "R" || u.Role != "user" || s.ID != sid || s.UserID != u.ID || s.IP != "192.0.2.1" {
+		t.Fatalf("got user %+v, session %+v", u, s)
+	}
+	rows := func() int {
+		return count(t, db, `SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM sessions)
+			+ (SELECT count(*) FROM one_time_tokens WHERE purpose = $1) + (SELECT count(*) FROM outbox WHERE user_id IS NOT NULL)
+			+ (SELECT count(*) FROM cache_bumps WHERE key = $2)`, PurposeVerify, ListKey)
+	}
+	if n := rows(); n != 5 {
+		t.Fatalf("rows after registering: got %d, want 5 (user, session, token, event, bump)", n)
+	}
+	if _, _, err := register(uuid.NewString()); !errors.Is(err, ErrEmailTaken) {
+		t.Fatalf("same address again: got %v, want ErrEmailTaken", err)
+	}
+	if n := rows(); n != 5 {
+		t.Fatalf("rows after a taken address: got %d, want still 5", n)
+	}
+}
+
 func TestRefreshReuseEndsTheSessionDurably(t *testing.T) {
 	db := openTestDB(t)
 	ctx := t.Context()
@@ -217,6 +254,24 @@ func TestPruneKeepsWhatRetentionKeeps(t *testing.T) {
 	}
 	if n := count(t, db, `SELECT count(*) FROM sessions`) + count(t, db, `SELECT count(*) FROM revoked_sessions`); n != 2 {
 		t.Fatalf("rows left: got %d, want 2", n)
+	}
+}
+
+// BenchmarkRegister is one registration's writes: account, session,
+// verification token, cache bump and event.
+func BenchmarkRegister(b *testing.B) {
+	db := openBenchDB(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		sid := uuid.NewString()
+		if _, _, _, err := db.Register(ctx, NewUser{ID: uuid.NewString(), Email: fmt.Sprintf("b%d@example.com", i), PasswordHash: "h"},
+			NewSession{ID: sid, Lifetime: time.Hour}, OneTimeToken{Hash: []byte(sid), Purpose: PurposeVerify, TTL: time.Hour},
+			event.Envelope{ID: uuid.NewString(), Type: event.UserRegistered, OccurredAt: time.Now()}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -95,28 +96,55 @@ func (db *DB) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	return u, err
 }
 
-// Register inserts an account, its first session, its verification token
-// and its user.registered event in one transaction.
+// Register inserts an account, its first session, its verification token,
+// its cache bump and its user.registered event in one statement: one round
+// trip and one commit instead of eight round trips, on the route whose CPU
+// the password hash leaves least of.
 func (db *DB) Register(ctx context.Context, nu NewUser, ns NewSession, verify OneTimeToken, ev event.Envelope) (User, Session, time.Time, error) {
 	var (
 		u   User
 		s   Session
 		now time.Time
 	)
-	err := db.tx(ctx, func(tx pgx.Tx) error {
-		var err error
-		if u, err = insertUser(ctx, tx, nu); err != nil {
-			return err
-		}
-		if s, now, err = insertSession(ctx, tx, u.ID, ns); err != nil {
-			return err
-		}
-		if err := insertToken(ctx, tx, u.ID, verify); err != nil {
-			return err
-		}
-		return insertEvents(ctx, tx, ev)
-	})
-	return u, s, now, err
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return u, s, now, fmt.Errorf("encode event %s: %w", ev.Type, err)
+	}
+	// Data-modifying CTEs run as one statement; the foreign keys from the
+	// session, token and event rows are checked at its end, when the user
+	// row exists.
+	err = db.pool.QueryRow(ctx, `
+		WITH u AS (
+			INSERT INTO users AS u (id, email, password_hash, name)
+			VALUES (coalesce(nullif($1, '')::uuid, gen_random_uuid()), $2, $3, $4)
+			RETURNING `+userColumns+`
+		), bump AS (
+			INSERT INTO cache_bumps (key) VALUES ($5)
+		), s AS (
+			INSERT INTO sessions AS s (id, user_id, expires_at, user_agent, ip)
+			SELECT $6, u.id, now() + $7::interval, $8, $9 FROM u
+			RETURNING `+sessionColumns+`
+		), token AS (
+			INSERT INTO one_time_tokens (token_hash, user_id, purpose, expires_at)
+			SELECT $10, u.id, $11, now() + $12::interval FROM u
+		), ev AS (
+			INSERT INTO outbox (id, type, user_id, occurred_at, payload)
+			SELECT $13, $14, u.id, $15, $16 FROM u
+		)
+		SELECT `+userColumns+`, `+sessionColumns+`, now() FROM u, s`,
+		nu.ID, nu.Email, nu.PasswordHash, nu.Name, ListKey,
+		ns.ID, ns.Lifetime, ns.UserAgent, ns.IP,
+		verify.Hash, verify.Purpose, verify.TTL,
+		ev.ID, ev.Type, ev.OccurredAt, payload,
+	).Scan(append(append(userDest(&u), sessionDest(&s)...), &now)...)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.ConstraintName == "users_email_key" {
+		return u, s, now, ErrEmailTaken
+	}
+	if err != nil {
+		return u, s, now, fmt.Errorf("register: %w", err)
+	}
+	return u, s, now, nil
 }
 
 // UserByEmail loads an account by its lower-case address.
