@@ -16,8 +16,8 @@ type figure struct {
 }
 
 type tableRow struct {
-	Step, Offered, Achieved, P50, P90, P95, P99, P999, Max, Errors, Shed, CPU string
-	ErrorKinds                                                                string
+	Step, Offered, Achieved, P50, P90, P95, P99, P999, Max, Errors, Shed, CPU, Machine string
+	ErrorKinds                                                                         string
 }
 
 type scenarioView struct {
@@ -143,6 +143,7 @@ func viewScenario(res *Results, sr *ScenarioResult) scenarioView {
 				100*r.med(func(s *StepResult) float64 { return s.ErrorRate })),
 			Shed:       fmt.Sprintf("%.0f", r.med(func(s *StepResult) float64 { return float64(s.Shed) })),
 			CPU:        fmt.Sprintf("%.0f µs", r.med(func(s *StepResult) float64 { return s.GeneratorCPUPerRequestUs })),
+			Machine:    r.machine(),
 			ErrorKinds: strings.TrimSuffix(strings.TrimPrefix(kinds, " ("), ")"),
 		})
 	}
@@ -398,8 +399,8 @@ base {{.Res.Parameters.Base}} · budget <b>{{.Res.Parameters.Budget}}</b> · mod
 <ul class="muted">{{range .Targets}}<li>{{.}}</li>{{end}}</ul>
 {{if .Rows}}
 <table>
-<tr><th class="l">step</th><th>offered/s</th><th>achieved/s</th><th>P50</th><th>P90</th><th>P95</th><th>P99</th><th>P99.9</th><th>max</th><th>errors</th><th>shed 503</th><th>generator CPU/req</th><th class="l">errors by kind (all runs)</th></tr>
-{{range .Rows}}<tr><td class="l">{{.Step}}</td><td>{{.Offered}}</td><td>{{.Achieved}}</td><td>{{.P50}}</td><td>{{.P90}}</td><td>{{.P95}}</td><td>{{.P99}}</td><td>{{.P999}}</td><td>{{.Max}}</td><td>{{.Errors}}</td><td>{{.Shed}}</td><td>{{.CPU}}</td><td class="l">{{.ErrorKinds}}</td></tr>
+<tr><th class="l">step</th><th>offered/s</th><th>achieved/s</th><th>P50</th><th>P90</th><th>P95</th><th>P99</th><th>P99.9</th><th>max</th><th>errors</th><th>shed 503</th><th>generator CPU/req</th><th>machine busy, CPU/req</th><th class="l">errors by kind (all runs)</th></tr>
+{{range .Rows}}<tr><td class="l">{{.Step}}</td><td>{{.Offered}}</td><td>{{.Achieved}}</td><td>{{.P50}}</td><td>{{.P90}}</td><td>{{.P95}}</td><td>{{.P99}}</td><td>{{.P999}}</td><td>{{.Max}}</td><td>{{.Errors}}</td><td>{{.Shed}}</td><td>{{.CPU}}</td><td>{{.Machine}}</td><td class="l">{{.ErrorKinds}}</td></tr>
 {{end}}</table>
 <p class="muted">Medians over the runs. P99.9 only above 10,000 samples.</p>
 {{end}}

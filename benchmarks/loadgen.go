@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -100,6 +101,11 @@ type Recording struct {
 	Slices   []*Slice
 
 	CPU time.Duration // the generator's own user+system CPU during the step
+	// MachineBusy is the share of all the machine's CPU time that was busy
+	// during the step (Linux; 0 elsewhere), MachineCPU that CPU time: what
+	// every process on the machine took.
+	MachineBusy float64
+	MachineCPU  time.Duration
 }
 
 // Slice is a stretch of the measured window, by intended start.
@@ -266,6 +272,8 @@ func Generate(ctx context.Context, l Load, fire Fire) *Recording {
 	}()
 
 	cpu0 := cpuTime()
+	busy0, idle0 := cpuTicks()
+	ticked := time.Now()
 	// Requests run on a pool of workers that grows whenever none is idle,
 	// up to MaxInFlight: reusing goroutines keeps their grown stacks, which
 	// a goroutine per request would build again each time.
@@ -339,6 +347,10 @@ schedule:
 	close(jobs)
 	wg.Wait()
 	rec.CPU = cpuTime() - cpu0
+	if busy1, idle1 := cpuTicks(); busy1+idle1 > busy0+idle0 {
+		rec.MachineBusy = float64(busy1-busy0) / float64(busy1-busy0+idle1-idle0)
+		rec.MachineCPU = time.Duration(rec.MachineBusy * float64(runtime.NumCPU()) * float64(time.Since(ticked)))
+	}
 	close(stopProgress)
 	<-progressDone
 	rec.Sent = sent.Load()

@@ -67,6 +67,16 @@ func (r row) med(f func(*StepResult) float64) float64 {
 	return median(xs)
 }
 
+// machine is the machine's median busy share and CPU per request, or –
+// where it was not measured.
+func (r row) machine() string {
+	busy := r.med(func(s *StepResult) float64 { return s.MachineBusyShare })
+	if busy == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%, %s", 100*busy, fmtMs(r.med(func(s *StepResult) float64 { return s.MachineCPUPerRequestUs })/1000))
+}
+
 // medP999 is the median P99.9 of the runs that have one.
 func (r row) medP999() (float64, bool) {
 	var xs []float64
@@ -162,8 +172,8 @@ func labelString(l map[string]string) string {
 // the hash-queue wait at 70% load, as the table and the page print them.
 func hashLines(res *Results) (hash string, server []string, wait []string) {
 	ht := res.HashTime
-	hash = fmt.Sprintf("hash time %.1f ms: median of %d single-threaded hashes before the run, %s (min %.1f, max %.1f ms; CPUs %.0f%% idle just before, load average %.2f on %d CPUs)",
-		ht.MedianMs, ht.Samples, ht.Params(), ht.MinMs, ht.MaxMs, 100*ht.IdleShare, ht.LoadAverage, res.Environment.NumCPU)
+	hash = fmt.Sprintf("hash time %.1f ms: median of %d single-threaded hashes before the run, %s (min %.1f, max %.1f ms; other work took %.0f%% of the %d CPUs meanwhile, quietest of %d attempts)",
+		ht.MedianMs, ht.Samples, ht.Params(), ht.MinMs, ht.MaxMs, 100*ht.OthersShare, res.Environment.NumCPU, ht.Attempts)
 	for _, sr := range res.Scenarios {
 		if !sr.Hashing {
 			continue
@@ -214,7 +224,7 @@ func PrintTable(w io.Writer, res *Results) {
 		table = table || len(rows(sr)) > 0 || sr.Status != StatusOK
 	}
 	if table {
-		fmt.Fprintln(tw, "scenario\tstep\toffered/s\tachieved/s\tp50\tp90\tp95\tp99\tp99.9\tmax\terrors\tshed\tcpu/req")
+		fmt.Fprintln(tw, "scenario\tstep\toffered/s\tachieved/s\tp50\tp90\tp95\tp99\tp99.9\tmax\terrors\tshed\tcpu/req\tmachine")
 	}
 	var kinds []string
 	for _, sr := range res.Scenarios {
@@ -232,7 +242,7 @@ func PrintTable(w io.Writer, res *Results) {
 			if r.mode == ModeOverload {
 				label = "overload " + label
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f (%.2f%%)\t%.0f\t%.0f µs\n",
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f (%.2f%%)\t%.0f\t%.0f µs\t%s\n",
 				sr.Name, label,
 				r.med(func(s *StepResult) float64 { return s.OfferedRate }),
 				r.med(func(s *StepResult) float64 { return s.AchievedRate }),
@@ -245,7 +255,8 @@ func PrintTable(w io.Writer, res *Results) {
 				r.med(func(s *StepResult) float64 { return float64(s.Errors) }),
 				100*r.med(func(s *StepResult) float64 { return s.ErrorRate }),
 				r.med(func(s *StepResult) float64 { return float64(s.Shed) }),
-				r.med(func(s *StepResult) float64 { return s.GeneratorCPUPerRequestUs }))
+				r.med(func(s *StepResult) float64 { return s.GeneratorCPUPerRequestUs }),
+				r.machine())
 			if k := r.errorKinds(); len(k) > 0 {
 				kinds = append(kinds, fmt.Sprintf("  %s %s: %s", sr.Name, label, strings.TrimSuffix(strings.TrimPrefix(errorList(k), " ("), ")")))
 			}
@@ -253,7 +264,7 @@ func PrintTable(w io.Writer, res *Results) {
 	}
 	tw.Flush()
 	if table {
-		fmt.Fprintf(w, "medians over %d runs; latency from each request's intended start (open loop); p99.9 only above %d samples\n", p.Runs, P999MinSamples)
+		fmt.Fprintf(w, "medians over %d runs; latency from each request's intended start (open loop); p99.9 only above %d samples;\ncpu/req is the load generator's own CPU per request, machine the share of all CPUs busy during the step (every process) and that CPU time per request\n", p.Runs, P999MinSamples)
 	}
 	if len(kinds) > 0 {
 		fmt.Fprintln(w, "errors by kind (all runs):")
