@@ -377,7 +377,7 @@ func Run(ctx context.Context, o Options) (Results, error) {
 	res.HashTime = ht
 	b.logf("hash time: %.1f ms median (min %.1f, max %.1f) with %s", ht.MedianMs, ht.MinMs, ht.MaxMs, ht.Params())
 	if ht.OthersShare > 0.1 || ht.MedianMs > 1.5*ht.MinMs {
-		b.note("the machine was not idle while the hash time was measured (other work took %.0f%% of its CPUs in the quietest of %d attempts; median %.1f ms vs min %.1f ms): hashing floors and targets derived from it are off",
+		b.note("the machine was not idle while the hash time was measured (other work took %.0f%% of its CPUs in the attempt kept of %d; median %.1f ms vs min %.1f ms): hashing floors and targets derived from it are off",
 			100*ht.OthersShare, ht.Attempts, ht.MedianMs, ht.MinMs)
 	}
 

@@ -29,7 +29,8 @@ type HashTime struct {
 	LoadAverage float64 `json:"load_average_1m"`
 	// OthersShare is the share of the machine's CPU time that something
 	// other than the hashing took while the hashes were timed (Linux; 0
-	// elsewhere), in the attempt kept; Attempts is how many were made.
+	// elsewhere), in the attempt kept (the lowest median); Attempts is how
+	// many were made.
 	OthersShare float64 `json:"others_share"`
 	Attempts    int     `json:"attempts"`
 }
@@ -76,11 +77,12 @@ func MeasureHashTime(p password.Params, n int) (HashTime, string, error) {
 }
 
 // measureIdleHashTime is MeasureHashTime on an idle machine: it waits for
-// idle CPUs, times the hashes, and times them again (five attempts at most)
-// while something else took more than a tenth of the machine meanwhile,
-// keeping the quietest attempt. A busy machine makes hashes slower, so a
-// measurement taken while the server was still starting would lower every
-// hashing floor derived from it.
+// idle CPUs and times the hashes, and does it again (five attempts at most)
+// while other work took more than a tenth of the machine meanwhile or the
+// hashes were unsteady (median over 1.15 × the fastest), keeping the
+// attempt with the lowest median. A machine busy or disturbed while the
+// hashes are timed makes them slower, and a slower hash time would lower
+// every hashing floor derived from it.
 func measureIdleHashTime(ctx context.Context, p password.Params, n int) (HashTime, string, error) {
 	var (
 		best     HashTime
@@ -100,10 +102,10 @@ func measureIdleHashTime(ctx context.Context, p password.Params, n int) (HashTim
 			// One CPU hashing is the measurement itself.
 			ht.OthersShare = max(0, float64(busy1-busy0)/float64(total)-1/float64(runtime.NumCPU()))
 		}
-		if attempt == 1 || ht.OthersShare < best.OthersShare {
+		if attempt == 1 || ht.MedianMs < best.MedianMs {
 			best, bestHash = ht, hash
 		}
-		if ht.OthersShare <= 0.1 {
+		if ht.OthersShare <= 0.1 && ht.MedianMs <= 1.15*ht.MinMs {
 			break
 		}
 	}

@@ -172,7 +172,7 @@ func labelString(l map[string]string) string {
 // the hash-queue wait at 70% load, as the table and the page print them.
 func hashLines(res *Results) (hash string, server []string, wait []string) {
 	ht := res.HashTime
-	hash = fmt.Sprintf("hash time %.1f ms: median of %d single-threaded hashes before the run, %s (min %.1f, max %.1f ms; other work took %.0f%% of the %d CPUs meanwhile, quietest of %d attempts)",
+	hash = fmt.Sprintf("hash time %.1f ms: median of %d single-threaded hashes before the run, %s (min %.1f, max %.1f ms; other work took %.0f%% of the %d CPUs meanwhile, lowest median of %d attempts)",
 		ht.MedianMs, ht.Samples, ht.Params(), ht.MinMs, ht.MaxMs, 100*ht.OthersShare, res.Environment.NumCPU, ht.Attempts)
 	for _, sr := range res.Scenarios {
 		if !sr.Hashing {
