@@ -55,6 +55,9 @@ func TestUsherBenchAgainstServe(t *testing.T) {
 			if st.Errors != 0 || st.OK == 0 {
 				t.Errorf("scenario %s step %s: %d ok, %d errors %v", s.Name, st.Label, st.OK, st.Errors, st.ErrorsByStatus)
 			}
+			if st.MachineBusyShare <= 0 || st.MachineBusyShare > 1 || st.MachineCPUPerRequestUs <= 0 {
+				t.Errorf("scenario %s step %s: machine busy %v, %v µs per request; want both measured", s.Name, st.Label, st.MachineBusyShare, st.MachineCPUPerRequestUs)
+			}
 		}
 	}
 	raw, err := os.ReadFile(filepath.Join(out, "results.json"))
@@ -74,6 +77,9 @@ func TestUsherBenchAgainstServe(t *testing.T) {
 		if strings.Contains(note, "steps no longer wait") {
 			t.Errorf("a step did not settle: %s", note)
 		}
+	}
+	if res.HashTime.Attempts < 1 || res.HashTime.MedianMs <= 0 {
+		t.Errorf("hash time: %+v, want a median from at least one attempt", res.HashTime)
 	}
 	if res.EmailsReceived == 0 {
 		t.Errorf("the SMTP sink received no email; registrations and reset requests send some")
