@@ -275,11 +275,17 @@ func TestHasherSurvivesAPanickingJobAndShedsWhenFull(t *testing.T) {
 	if _, err := h.hash(call, "still working"); err != nil {
 		t.Fatalf("after a panic: got %v, want the workers alive", err)
 	}
-	// Fill every worker and the one queue slot, then one more is shed.
+	// Fill every worker and the one queue slot, then one more is shed. A
+	// blocker offered before a worker took the previous one is shed too:
+	// it is offered again until it is in.
 	block := make(chan struct{})
 	defer close(block)
 	for range runtime.GOMAXPROCS(0) + 1 {
-		go h.do(call, func() { <-block })
+		go func() {
+			for h.do(call, func() { <-block }) == ErrOverloaded {
+				time.Sleep(time.Millisecond)
+			}
+		}()
 	}
 	testenv.Eventually(t, 2*time.Second, func() string {
 		if len(h.jobs) < cap(h.jobs) {
