@@ -65,9 +65,9 @@ func (a *cacheActor) Receive(c *actor.Context) {
 	case Ping:
 		a.sup.spawn("cache", m.Call, func() { a.ping(m) })
 	case GetMe:
-		a.read(c, m.Call, cacheKindUser, store.UserKey(m.Claims.UserID), a.loadUser(m.Claims.UserID))
+		a.read(c, m.Call, cacheKindUser, store.UserKey(m.Claims.UserID), a.loadUser(m.Call, m.Claims.UserID))
 	case GetUser:
-		a.read(c, m.Call, cacheKindUser, store.UserKey(m.UserID), a.loadUser(m.UserID))
+		a.read(c, m.Call, cacheKindUser, store.UserKey(m.UserID), a.loadUser(m.Call, m.UserID))
 	case ListUsers:
 		a.read(c, m.Call, cacheKindList, listPageKey(m), a.loadList(m))
 	case filled:
@@ -122,11 +122,11 @@ func (a *cacheActor) answer(m filled) {
 	delete(a.waiting, m.key)
 }
 
-func (a *cacheActor) loadUser(id string) func(context.Context) Reply {
+func (a *cacheActor) loadUser(call Call, id string) func(context.Context) Reply {
 	return func(ctx context.Context) Reply {
 		u, err := a.db.UserByID(ctx, id)
 		if err != nil {
-			return replyFor(a.deps, err)
+			return a.replyOf(call.ID, err)
 		}
 		return okReply(viewOf(u))
 	}
@@ -139,7 +139,7 @@ func (a *cacheActor) loadList(m ListUsers) func(context.Context) Reply {
 			return Reply{Code: CodeInvalidRequest, Detail: "cursor is not one this API returned", Errors: map[string]string{"cursor": "invalid"}}
 		}
 		if err != nil {
-			return replyFor(a.deps, err)
+			return a.replyOf(m.ID, err)
 		}
 		out := UserPage{Items: make([]UserView, 0, len(page.Users)), NextCursor: page.Next}
 		for _, u := range page.Users {
@@ -149,19 +149,13 @@ func (a *cacheActor) loadList(m ListUsers) func(context.Context) Reply {
 	}
 }
 
+// okReply is the success reply with v encoded as its body.
 func okReply(v any) Reply {
 	body, err := json.Marshal(v)
 	if err != nil {
 		return Reply{Code: CodeInternal, Detail: "encode reply"}
 	}
 	return Reply{Body: body}
-}
-
-// replyFor is fail's mapping as a value, for replies shared by waiters.
-func replyFor(d deps, err error) Reply {
-	c := Call{reply: make(chan Reply, 1)}
-	d.fail(c, err)
-	return <-c.reply
 }
 
 // cache is the Redis side of the cache actor and of writes: lookups, fills
@@ -204,21 +198,22 @@ func newCache(cfg CacheConfig, rdb *redis.Client, db *store.DB, namespace string
 
 func (c *cache) redisKey(key string) string { return c.namespace + ":" + key }
 
-// versionKey is where a key's version lives: list pages share the list's.
-func (c *cache) versionKey(key string) string {
+// versioned is the key whose version stands for key's: list pages share
+// the list's; a user's view has its own.
+func versioned(key string) string {
 	if strings.HasPrefix(key, store.ListKey) {
-		key = store.ListKey
+		return store.ListKey
 	}
-	return c.namespace + ":ver:" + key
+	return key
 }
 
+// versionKey is where a key's version lives in Redis.
+func (c *cache) versionKey(key string) string { return c.namespace + ":ver:" + versioned(key) }
+
 func (c *cache) isPending(key string) bool {
-	if strings.HasPrefix(key, store.ListKey) {
-		key = store.ListKey
-	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.pending[key]
+	return c.pending[versioned(key)]
 }
 
 // get reads key through the cache, loading and filling on a miss. Redis
@@ -346,8 +341,9 @@ func (c *cache) incr(ctx context.Context, keys []string) error {
 	defer cancel()
 	pipe := c.redis.TxPipeline()
 	for _, k := range keys {
-		pipe.Incr(ctx, c.namespace+":ver:"+k)
-		pipe.Expire(ctx, c.namespace+":ver:"+k, versionTTL)
+		vk := c.versionKey(k)
+		pipe.Incr(ctx, vk)
+		pipe.Expire(ctx, vk, versionTTL)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return err

@@ -94,26 +94,28 @@ func (d deps) revoked(ids []string) {
 	}
 }
 
-// fail answers call for err, mapping what callers branch on to problem
-// codes and logging the rest.
-func (d deps) fail(call Call, err error) {
+// fail answers call for err.
+func (d deps) fail(call Call, err error) { call.answer(d.replyOf(call.ID, err)) }
+
+// replyOf maps what callers branch on to problem codes and logs the rest,
+// for request id.
+func (d deps) replyOf(id string, err error) Reply {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		call.fail(CodeNotFound, "no such user")
+		return Reply{Code: CodeNotFound, Detail: "no such user"}
 	case errors.Is(err, store.ErrTokenInvalid):
-		call.fail(CodeTokenInvalid, "this link is not valid or was already used")
+		return Reply{Code: CodeTokenInvalid, Detail: "this link is not valid or was already used"}
 	case errors.Is(err, store.ErrTokenExpired):
-		call.fail(CodeTokenExpired, "this link has expired; ask for a new one")
+		return Reply{Code: CodeTokenExpired, Detail: "this link has expired; ask for a new one"}
 	case errors.Is(err, store.ErrEmailTaken):
-		call.answer(Reply{Code: CodeEmailTaken, Detail: "an account with this email exists", Errors: map[string]string{"email": "already registered"}})
+		return Reply{Code: CodeEmailTaken, Detail: "an account with this email exists", Errors: map[string]string{"email": "already registered"}}
 	case errors.Is(err, ErrOverloaded):
-		call.fail(CodeOverloaded, "too many password checks in progress; retry shortly")
+		return Reply{Code: CodeOverloaded, Detail: "too many password checks in progress; retry shortly"}
 	case errors.Is(err, errBudgetSpent), errors.Is(err, context.DeadlineExceeded):
-		call.fail(CodeUnavailable, "the request ran out of time; retry")
-	default:
-		d.log.Error("request failed", "request_id", call.ID, "err", err)
-		call.fail(CodeInternal, "internal error")
+		return Reply{Code: CodeUnavailable, Detail: "the request ran out of time; retry"}
 	}
+	d.log.Error("request failed", "request_id", id, "err", err)
+	return Reply{Code: CodeInternal, Detail: "internal error"}
 }
 
 // isHashRefusal reports a stored hash usher cannot or will not verify: the

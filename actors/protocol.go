@@ -97,14 +97,7 @@ func (c Call) fail(code, detail string) {
 }
 
 // ok answers with v encoded as the success body.
-func (c Call) ok(v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		c.fail(CodeInternal, "encode reply")
-		return
-	}
-	c.answer(Reply{Body: body})
-}
+func (c Call) ok(v any) { c.answer(okReply(v)) }
 
 // call lets supervision find the Call inside any request message.
 func (c Call) call() Call { return c }

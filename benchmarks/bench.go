@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -171,7 +172,7 @@ func (o Options) validate() error {
 	case o.Cores < 1:
 		return errors.New("cores must be at least 1")
 	}
-	return password.Params{MemoryKiB: o.Argon2MemoryKiB, Time: o.Argon2Time, Threads: 1}.Validate()
+	return o.hashParams().Validate()
 }
 
 // Results is everything a run measured and judged; results.json is its
@@ -368,7 +369,7 @@ func Run(ctx context.Context, o Options) (Results, error) {
 		defer sink.close()
 	}
 
-	params := password.Params{MemoryKiB: o.Argon2MemoryKiB, Time: o.Argon2Time, Threads: 1}
+	params := o.hashParams()
 	b.logf("hash time: %d single-threaded argon2id hashes (m=%d KiB, t=%d, p=1) on the idle machine", o.HashSamples, params.MemoryKiB, params.Time)
 	ht, hash, err := measureIdleHashTime(ctx, params, o.HashSamples)
 	if err != nil {
@@ -657,8 +658,12 @@ func (b *bench) step(ctx context.Context, sc *scenario, sr *ScenarioResult, mode
 		}
 	}
 	sr.Steps = append(sr.Steps, st)
+	kinds := errorList(st.ErrorsByStatus)
+	if kinds != "" {
+		kinds = " (" + kinds + ")"
+	}
 	b.logf("%s  achieved %.1f  p50 %s  p99 %s  max %s  errors %d%s", prefix, st.AchievedRate,
-		fmtMs(st.Latency.P50), fmtMs(st.Latency.P99), fmtMs(st.Latency.Max), st.Errors, errorList(st.ErrorsByStatus))
+		fmtMs(st.Latency.P50), fmtMs(st.Latency.P99), fmtMs(st.Latency.Max), st.Errors, kinds)
 	if st.ErrorsByStatus["429 rate_limited"] > 0 {
 		b.note("the server rate-limited the benchmark (429): start it with USHER_RATE_LIMITS=off")
 	}
@@ -709,6 +714,11 @@ func newStepResult(rec *Recording, mode string, run int, label string, frac floa
 		st.HDR = string(enc)
 	}
 	return st
+}
+
+// hashParams are the server's argon2id parameters, as the bench hashes.
+func (o Options) hashParams() password.Params {
+	return password.Params{MemoryKiB: o.Argon2MemoryKiB, Time: o.Argon2Time, Threads: 1}
 }
 
 func (o Options) parameters() Parameters {
@@ -811,18 +821,11 @@ func fmtMs(v float64) string {
 	return fmt.Sprintf("%.2f ms", v)
 }
 
+// errorList is "kind: n, kind: n", by kind.
 func errorList(m map[string]int64) string {
-	if len(m) == 0 {
-		return ""
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s: %d", k, m[k])
-	}
-	return " (" + strings.Join(parts, ", ") + ")"
+	return strings.Join(parts, ", ")
 }

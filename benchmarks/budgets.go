@@ -80,10 +80,6 @@ func (b Budget) P50Target(hash time.Duration) float64 {
 
 func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// Median is the median of xs (the mean of the middle two for an even
-// count); NaN for none.
-func Median(xs []float64) float64 { return median(xs) }
-
 // Passes is the floor and capacity test: achieved at least 95% of offered
 // with errors under 0.1%.
 func Passes(offered, achieved, errorRate float64) bool {

@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -150,13 +151,6 @@ func (b *bench) pair(ctx context.Context, c *client, path string, want int,
 	p.Measured = true
 	p.AStats, p.BStats = Summarize(ha), Summarize(hb)
 	p.AMedianMs, p.BMedianMs = round(median(ra), 3), round(median(rb), 3)
-	p.DiffMs = round(abs(p.AMedianMs-p.BMedianMs), 3)
+	p.DiffMs = round(math.Abs(p.AMedianMs-p.BMedianMs), 3)
 	return p
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }

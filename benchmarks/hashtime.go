@@ -115,43 +115,45 @@ func measureIdleHashTime(ctx context.Context, p password.Params, n int) (HashTim
 
 // waitIdle waits, up to limit, for a second in which the machine's CPUs
 // were at least 90% idle, so that the hash time is not measured while the
-// server is still starting or a build is finishing, and returns the idle
-// share of the last second it measured (0 where /proc/stat is missing).
-func waitIdle(ctx context.Context, limit time.Duration) float64 {
+// server is still starting or a build is finishing. Without /proc/stat it
+// returns at once.
+func waitIdle(ctx context.Context, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
 		busy0, idle0 := cpuTicks()
 		select {
 		case <-ctx.Done():
-			return 0
+			return
 		case <-time.After(time.Second):
 		}
 		busy1, idle1 := cpuTicks()
 		total := (busy1 - busy0) + (idle1 - idle0)
-		if total == 0 {
-			return 0
-		}
-		share := float64(idle1-idle0) / float64(total)
-		if share >= 0.9 || time.Now().After(deadline) {
-			return share
+		if total == 0 || float64(idle1-idle0)/float64(total) >= 0.9 || time.Now().After(deadline) {
+			return
 		}
 	}
 }
 
-// cpuTicks reads the machine's busy and idle CPU time so far from the
-// first line of /proc/stat: user nice system idle iowait irq softirq steal.
+// cpuTicks reads the machine's busy and idle CPU time so far from
+// /proc/stat (Linux; 0 elsewhere).
 func cpuTicks() (busy, idle uint64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
+	return parseCPUTicks(line)
+}
+
+// parseCPUTicks reads /proc/stat's first line: "cpu" then user nice system
+// idle iowait irq softirq steal; idle and iowait count as idle.
+func parseCPUTicks(line string) (busy, idle uint64) {
 	for i, f := range strings.Fields(line) {
 		v, err := strconv.ParseUint(f, 10, 64)
 		if i == 0 || i > 8 || err != nil {
 			continue
 		}
-		if i == 4 || i == 5 { // idle, iowait
+		if i == 4 || i == 5 {
 			idle += v
 		} else {
 			busy += v

@@ -15,11 +15,6 @@ type figure struct {
 	Timeline   template.HTML
 }
 
-type tableRow struct {
-	Step, Offered, Achieved, P50, P90, P95, P99, P999, Max, Errors, Shed, CPU, Machine string
-	ErrorKinds                                                                         string
-}
-
 type scenarioView struct {
 	*ScenarioResult
 	StatusText string
@@ -120,32 +115,7 @@ func viewScenario(res *Results, sr *ScenarioResult) scenarioView {
 	}
 	v.Targets = append(v.Targets, typ)
 	for _, r := range rows(sr) {
-		p999 := "–"
-		if x, ok := r.medP999(); ok {
-			p999 = fmtMs(x)
-		}
-		label := r.label
-		if r.mode == ModeOverload {
-			label = "overload: " + label
-		}
-		kinds := errorList(r.errorKinds())
-		v.Rows = append(v.Rows, tableRow{
-			Step:     label,
-			Offered:  fmt.Sprintf("%.1f", r.med(func(s *StepResult) float64 { return s.OfferedRate })),
-			Achieved: fmt.Sprintf("%.1f", r.med(func(s *StepResult) float64 { return s.AchievedRate })),
-			P50:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P50 })),
-			P90:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P90 })),
-			P95:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P95 })),
-			P99:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P99 })),
-			P999:     p999,
-			Max:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.Max })),
-			Errors: fmt.Sprintf("%.0f (%.2f%%)", r.med(func(s *StepResult) float64 { return float64(s.Errors) }),
-				100*r.med(func(s *StepResult) float64 { return s.ErrorRate })),
-			Shed:       fmt.Sprintf("%.0f", r.med(func(s *StepResult) float64 { return float64(s.Shed) })),
-			CPU:        fmt.Sprintf("%.0f µs", r.med(func(s *StepResult) float64 { return s.GeneratorCPUPerRequestUs })),
-			Machine:    r.machine(),
-			ErrorKinds: strings.TrimSuffix(strings.TrimPrefix(kinds, " ("), ")"),
-		})
+		v.Rows = append(v.Rows, r.cells())
 	}
 	for _, mode := range []string{ModeQuick, ModeCapacity, ModeOverload} {
 		steps := sr.stepsOf(mode)

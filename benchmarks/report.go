@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -34,7 +35,6 @@ func WriteReports(dir string, res *Results) error {
 // row is a table row: the steps of one scenario, mode and load over the
 // runs, shown as medians.
 type row struct {
-	sr    *ScenarioResult
 	mode  string
 	label string
 	steps []*StepResult
@@ -50,7 +50,7 @@ func rows(sr *ScenarioResult) []row {
 		}
 		i := slices.IndexFunc(out, func(r row) bool { return r.mode == s.Mode && r.label == s.Label })
 		if i < 0 {
-			out = append(out, row{sr: sr, mode: s.Mode, label: s.Label})
+			out = append(out, row{mode: s.Mode, label: s.Label})
 			i = len(out) - 1
 		}
 		out[i].steps = append(out[i].steps, s)
@@ -65,6 +65,42 @@ func (r row) med(f func(*StepResult) float64) float64 {
 		xs[i] = f(s)
 	}
 	return median(xs)
+}
+
+// tableRow is one row of the table, formatted, as the terminal and the
+// page both print it.
+type tableRow struct {
+	Step, Offered, Achieved, P50, P90, P95, P99, P999, Max, Errors, Shed, CPU, Machine string
+	ErrorKinds                                                                         string
+}
+
+// cells formats r's medians over the runs.
+func (r row) cells() tableRow {
+	p999 := "–"
+	if v, ok := r.medP999(); ok {
+		p999 = fmtMs(v)
+	}
+	label := r.label
+	if r.mode == ModeOverload {
+		label = "overload " + label
+	}
+	return tableRow{
+		Step:     label,
+		Offered:  fmt.Sprintf("%.1f", r.med(func(s *StepResult) float64 { return s.OfferedRate })),
+		Achieved: fmt.Sprintf("%.1f", r.med(func(s *StepResult) float64 { return s.AchievedRate })),
+		P50:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P50 })),
+		P90:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P90 })),
+		P95:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P95 })),
+		P99:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P99 })),
+		P999:     p999,
+		Max:      fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.Max })),
+		Errors: fmt.Sprintf("%.0f (%.2f%%)", r.med(func(s *StepResult) float64 { return float64(s.Errors) }),
+			100*r.med(func(s *StepResult) float64 { return s.ErrorRate })),
+		Shed:       fmt.Sprintf("%.0f", r.med(func(s *StepResult) float64 { return float64(s.Shed) })),
+		CPU:        fmt.Sprintf("%.0f µs", r.med(func(s *StepResult) float64 { return s.GeneratorCPUPerRequestUs })),
+		Machine:    r.machine(),
+		ErrorKinds: errorList(r.errorKinds()),
+	}
 }
 
 // machine is the machine's median busy share and CPU per request, or –
@@ -156,14 +192,9 @@ func labelString(l map[string]string) string {
 	if len(l) == 0 {
 		return ""
 	}
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + l[k]
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(l)) {
+		parts = append(parts, k+"="+l[k])
 	}
 	return "{" + strings.Join(parts, ",") + "}"
 }
@@ -234,31 +265,11 @@ func PrintTable(w io.Writer, res *Results) {
 			continue
 		}
 		for _, r := range rs {
-			p999 := "–"
-			if v, ok := r.medP999(); ok {
-				p999 = fmtMs(v)
-			}
-			label := r.label
-			if r.mode == ModeOverload {
-				label = "overload " + label
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f (%.2f%%)\t%.0f\t%.0f µs\t%s\n",
-				sr.Name, label,
-				r.med(func(s *StepResult) float64 { return s.OfferedRate }),
-				r.med(func(s *StepResult) float64 { return s.AchievedRate }),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P50 })),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P90 })),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P95 })),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.P99 })),
-				p999,
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Latency.Max })),
-				r.med(func(s *StepResult) float64 { return float64(s.Errors) }),
-				100*r.med(func(s *StepResult) float64 { return s.ErrorRate }),
-				r.med(func(s *StepResult) float64 { return float64(s.Shed) }),
-				r.med(func(s *StepResult) float64 { return s.GeneratorCPUPerRequestUs }),
-				r.machine())
-			if k := r.errorKinds(); len(k) > 0 {
-				kinds = append(kinds, fmt.Sprintf("  %s %s: %s", sr.Name, label, strings.TrimSuffix(strings.TrimPrefix(errorList(k), " ("), ")")))
+			c := r.cells()
+			fmt.Fprintln(tw, strings.Join([]string{sr.Name, c.Step, c.Offered, c.Achieved, c.P50, c.P90, c.P95, c.P99, c.P999,
+				c.Max, c.Errors, c.Shed, c.CPU, c.Machine}, "\t"))
+			if c.ErrorKinds != "" {
+				kinds = append(kinds, fmt.Sprintf("  %s %s: %s", sr.Name, c.Step, c.ErrorKinds))
 			}
 		}
 	}

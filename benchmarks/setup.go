@@ -167,7 +167,7 @@ func (f *fixture) login(ctx context.Context, emails []string) ([]*session, error
 	out := make([]*session, len(emails))
 	err := parallel(ctx, len(emails), 2*f.o.Cores, func(i int) error {
 		var p tokenPair
-		o := f.setupCall(ctx, http.MethodPost, "/v1/auth/login", jsonBody(map[string]string{"email": emails[i], "password": benchPassword}), "", &p)
+		o := f.setupCall(ctx, http.MethodPost, "/v1/auth/login", jsonBody(map[string]string{"email": emails[i], "password": benchPassword}), &p)
 		if err := expect(o, http.StatusOK, "POST /v1/auth/login"); err != nil {
 			return fmt.Errorf("log in %s: %w", emails[i], err)
 		}
@@ -189,7 +189,7 @@ func (f *fixture) renew(ctx context.Context, sessions []*session) error {
 			return nil
 		}
 		var p tokenPair
-		o := f.setupCall(ctx, http.MethodPost, "/v1/auth/refresh", jsonBody(map[string]string{"refresh_token": s.refresh}), "", &p)
+		o := f.setupCall(ctx, http.MethodPost, "/v1/auth/refresh", jsonBody(map[string]string{"refresh_token": s.refresh}), &p)
 		if err := expect(o, http.StatusOK, "POST /v1/auth/refresh"); err != nil {
 			return err
 		}
@@ -210,7 +210,7 @@ func (f *fixture) resetTokens(ctx context.Context, emails []string) ([]string, e
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	err := parallel(ctx, len(emails), 8, func(i int) error {
-		o := f.setupCall(ctx, http.MethodPost, "/v1/auth/password-reset/request", jsonBody(map[string]string{"email": emails[i]}), "", nil)
+		o := f.setupCall(ctx, http.MethodPost, "/v1/auth/password-reset/request", jsonBody(map[string]string{"email": emails[i]}), nil)
 		return expect(o, http.StatusAccepted, "POST /v1/auth/password-reset/request")
 	})
 	if err != nil {
@@ -315,7 +315,7 @@ func (f *fixture) settle(ctx context.Context, max time.Duration) (int64, error) 
 
 // setupCall is a setup request: a server still busy with the previous
 // step may shed it (503) or drop it, so it is tried a few times.
-func (f *fixture) setupCall(ctx context.Context, method, path string, body []byte, bearer string, out any) Outcome {
+func (f *fixture) setupCall(ctx context.Context, method, path string, body []byte, out any) Outcome {
 	var o Outcome
 	for attempt := range 6 {
 		if attempt > 0 {
@@ -325,7 +325,7 @@ func (f *fixture) setupCall(ctx context.Context, method, path string, body []byt
 			case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
 			}
 		}
-		o = f.api.call(ctx, method, path, body, bearer, out)
+		o = f.api.call(ctx, method, path, body, "", out)
 		if o.Err == nil && o.Status != http.StatusServiceUnavailable || ctx.Err() != nil {
 			return o
 		}

@@ -44,12 +44,12 @@ func TestMedian(t *testing.T) {
 		{[]float64{1}, 1},
 		{[]float64{4, 1, 3, 2}, 2.5},
 	} {
-		if got := Median(c.in); got != c.want {
-			t.Errorf("Median(%v) = %g, want %g", c.in, got, c.want)
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %g, want %g", c.in, got, c.want)
 		}
 	}
-	if !math.IsNaN(Median(nil)) {
-		t.Error("Median(nil) is not NaN")
+	if !math.IsNaN(median(nil)) {
+		t.Error("median(nil) is not NaN")
 	}
 }
 

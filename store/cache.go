@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/usher-auth/usher/internal/event"
 )
 
 // Cache keys whose versions a write bumps (DESIGN.md, Redis): the user's
@@ -22,6 +24,16 @@ func recordBumps(ctx context.Context, tx pgx.Tx, keys ...string) error {
 		return fmt.Errorf("record cache bumps: %w", err)
 	}
 	return nil
+}
+
+// userChanged records, in the transaction of a change to account id, what
+// every such change records: the bumps of its cache entries (its view and
+// the admin list) and its event.
+func userChanged(ctx context.Context, tx pgx.Tx, id string, ev event.Envelope) error {
+	if err := recordBumps(ctx, tx, UserKey(id), ListKey); err != nil {
+		return err
+	}
+	return insertEvents(ctx, tx, ev)
 }
 
 // ApplyBumps hands the keys of pending bumps to apply (which increments

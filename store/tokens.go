@@ -143,14 +143,11 @@ func (db *DB) ConfirmVerification(ctx context.Context, hash []byte, ev func(User
 		if err != nil {
 			return err
 		}
-		if err := recordBumps(ctx, tx, UserKey(u.ID), ListKey); err != nil {
-			return err
-		}
 		e, err := ev(u)
 		if err != nil {
 			return err
 		}
-		return insertEvents(ctx, tx, e)
+		return userChanged(ctx, tx, u.ID, e)
 	})
 	return u, err
 }
@@ -173,14 +170,11 @@ func (db *DB) ResetPassword(ctx context.Context, hash []byte, newHash string, ev
 		if ended, err = revokeSessions(ctx, tx, `user_id = $1`, u.ID); err != nil {
 			return err
 		}
-		if err := recordBumps(ctx, tx, UserKey(u.ID), ListKey); err != nil {
-			return err
-		}
 		e, err := ev(u)
 		if err != nil {
 			return err
 		}
-		return insertEvents(ctx, tx, e)
+		return userChanged(ctx, tx, u.ID, e)
 	})
 	return ended, err
 }

@@ -205,10 +205,7 @@ func (db *DB) ChangePassword(ctx context.Context, id string, version int64, newH
 		if ended, err = revokeSessions(ctx, tx, `user_id = $1 AND id::text <> $2`, id, keep); err != nil {
 			return err
 		}
-		if err := recordBumps(ctx, tx, UserKey(id), ListKey); err != nil {
-			return err
-		}
-		return insertEvents(ctx, tx, ev)
+		return userChanged(ctx, tx, id, ev)
 	})
 	return ended, err
 }
@@ -279,11 +276,8 @@ func (db *DB) DeleteUser(ctx context.Context, id string, ev event.Envelope) ([]s
 		if tag.RowsAffected() == 0 {
 			return ErrNotFound
 		}
-		if err := recordBumps(ctx, tx, UserKey(id), ListKey); err != nil {
-			return err
-		}
 		ev.UserID = id
-		return insertEvents(ctx, tx, ev)
+		return userChanged(ctx, tx, id, ev)
 	})
 	return ended, err
 }

@@ -341,27 +341,28 @@ func (p *process) startPrune() {
 		Ended:       p.cfg.Retention,
 		Published:   p.cfg.Retention,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p.onStop(func(context.Context) error { cancel(); return nil })
-	go func() {
+	// background waits for a prune in progress before the database closes.
+	p.background("prune", func(ctx context.Context) error {
 		t := time.NewTicker(p.cfg.PruneInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-t.C:
 			}
 			counts, err := p.db.Prune(ctx, retention)
 			if err != nil {
-				p.log.Warn("prune", "err", err)
+				if ctx.Err() == nil {
+					p.log.Warn("prune", "err", err)
+				}
 				continue
 			}
 			for table, n := range counts {
 				deleted.WithLabelValues(table).Add(float64(n))
 			}
 		}
-	}()
+	})
 }
 
 func (p *process) startGateway() error {
