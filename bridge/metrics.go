@@ -1,9 +1,9 @@
 package bridge
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/usher-auth/usher/internal/prom"
 )
 
 type metrics struct {
@@ -37,27 +37,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "When the bridge last forwarded an event (Unix time).",
 		}),
 	}
-	if r != nil {
-		m.forwarded = register(r, m.forwarded)
-		m.redelivered = register(r, m.redelivered)
-		m.failed = register(r, m.failed)
-		m.terminated = register(r, m.terminated)
-		m.lastForward = register(r, m.lastForward)
-	}
+	m.forwarded = prom.Register(r, m.forwarded)
+	m.redelivered = prom.Register(r, m.redelivered)
+	m.failed = prom.Register(r, m.failed)
+	m.terminated = prom.Register(r, m.terminated)
+	m.lastForward = prom.Register(r, m.lastForward)
 	return m
-}
-
-// register registers c, or returns the collector registered before under
-// the same name: Run may be called again with the same registry.
-func register[C prometheus.Collector](r prometheus.Registerer, c C) C {
-	if err := r.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -99,6 +100,27 @@ func (k *keyring) reload(ctx context.Context) error {
 	return nil
 }
 
+// reloadEvery reloads the keys every keyReloadEvery until ctx ends, so a
+// retired key stops verifying and the JWKS follows rotations without a
+// request waiting for the database.
+func (k *keyring) reloadEvery(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(keyReloadEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		k.reloading.Lock()
+		err := k.reload(ctx)
+		k.reloading.Unlock()
+		if err != nil && ctx.Err() == nil {
+			log.Warn("reload signing keys", "err", err)
+		}
+	}
+}
+
 func (k *keyring) lastLoad() time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -149,9 +171,6 @@ func (k *keyring) verify(ctx context.Context, raw string) (token.Claims, error) 
 }
 
 func (k *keyring) verifySlow(ctx context.Context, raw string, now time.Time) (token.Claims, error) {
-	if now.Sub(k.lastLoad()) > keyReloadEvery {
-		k.reloadSince(ctx, now.Add(-keyReloadEvery))
-	}
 	c, err := k.verifier.Verify(raw, now)
 	if errors.Is(err, token.ErrUnknownKey) {
 		k.reloadSince(ctx, now)

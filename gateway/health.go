@@ -52,7 +52,7 @@ func (s *server) readyz() http.Handler {
 		status, state := http.StatusOK, "ready"
 		if !ready {
 			status, state = http.StatusServiceUnavailable, "not_ready"
-			w.Header().Set("Retry-After", "1")
+			setRetryAfter(w.Header(), status, 0)
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, status, map[string]any{"status": state, "checks": checks})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,13 +78,11 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, op string, clai
 		return
 	}
 	if reply.Code != "" {
-		if reply.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(reply.RetryAfter))
-		}
 		code := statusOf[reply.Code]
 		if override, ok := statusOverride[op][reply.Code]; ok {
 			code = override
 		}
+		setRetryAfter(w.Header(), code, reply.RetryAfter)
 		writeProblemStatus(w, code, reply.Code, reply.Detail, reply.Errors)
 		return
 	}

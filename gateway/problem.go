@@ -44,6 +44,15 @@ func writeProblem(w http.ResponseWriter, code, detail string) {
 	writeProblemStatus(w, statusOf[code], code, detail, nil)
 }
 
+// setRetryAfter tells a client refused with 429 or 503 when to come back:
+// after seconds when the node said, else after one, unless already set.
+func setRetryAfter(h http.Header, status, seconds int) {
+	if status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable || h.Get("Retry-After") != "" {
+		return
+	}
+	h.Set("Retry-After", strconv.Itoa(max(seconds, 1)))
+}
+
 // writeProblemStatus writes a problem+json response. Statuses that ask the
 // client to come back say when.
 func writeProblemStatus(w http.ResponseWriter, status int, code, detail string, errs map[string]string) {
@@ -53,15 +62,9 @@ func writeProblemStatus(w http.ResponseWriter, status int, code, detail string, 
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
-	switch status {
-	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-		if h.Get("Retry-After") == "" {
-			h.Set("Retry-After", strconv.Itoa(1))
-		}
-	case http.StatusUnauthorized:
-		if code == "unauthorized" {
-			h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		}
+	setRetryAfter(h, status, 0)
+	if status == http.StatusUnauthorized && code == "unauthorized" {
+		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(problem{

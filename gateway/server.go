@@ -59,6 +59,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)
 	}
+	go keys.reloadEvery(ctx, cfg.Log)
 	revoked, err := startRevocations(ctx, cfg.NATS, cfg.DB, cfg.Namespace, cfg.AccessTTL+token.Leeway, cfg.Log)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to revocations: %w", err)

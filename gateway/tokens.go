@@ -120,7 +120,7 @@ func (s *server) pageCall(w http.ResponseWriter, r *http.Request, title, op stri
 	switch {
 	case err != nil:
 		s.log.Warn("node call", "request_id", requestID(r), "err", err)
-		w.Header().Set("Retry-After", "1")
+		setRetryAfter(w.Header(), http.StatusServiceUnavailable, 0)
 		writePage(w, http.StatusServiceUnavailable, "result.html", page{Title: title, Message: "The service is busy. Please try again in a moment.", Error: "x"})
 	case reply.Code == "token_expired":
 		writePage(w, http.StatusBadRequest, "result.html", page{Title: title, Message: "This link has expired. Ask for a new one.", Error: "x"})
@@ -128,9 +128,7 @@ func (s *server) pageCall(w http.ResponseWriter, r *http.Request, title, op stri
 		writePage(w, http.StatusBadRequest, "result.html", page{Title: title, Message: "This link is not valid or was already used.", Error: "x"})
 	case reply.Code != "":
 		status := statusOf[reply.Code]
-		if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
+		setRetryAfter(w.Header(), status, reply.RetryAfter)
 		writePage(w, status, "result.html", page{Title: title, Message: "Something went wrong: " + reply.Detail, Error: "x"})
 	default:
 		return reply, true

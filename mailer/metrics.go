@@ -1,9 +1,9 @@
 package mailer
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/usher-auth/usher/internal/prom"
 )
 
 // Reasons of usher_mail_dead_lettered_total.
@@ -61,29 +61,12 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	for _, reason := range []string{reasonEnvelope, reasonSeal, reasonTemplate, reasonAddress, reasonPermanent, reasonExhausted, reasonPanic} {
 		m.dead.WithLabelValues(reason)
 	}
-	if r != nil {
-		m.sent = register(r, m.sent)
-		m.failed = register(r, m.failed)
-		m.retried = register(r, m.retried)
-		m.dead = register(r, m.dead)
-		m.leaseWaits = register(r, m.leaseWaits)
-		m.skipped = register(r, m.skipped)
-		m.lastSuccess = register(r, m.lastSuccess)
-	}
+	m.sent = prom.Register(r, m.sent)
+	m.failed = prom.Register(r, m.failed)
+	m.retried = prom.Register(r, m.retried)
+	m.dead = prom.Register(r, m.dead)
+	m.leaseWaits = prom.Register(r, m.leaseWaits)
+	m.skipped = prom.Register(r, m.skipped)
+	m.lastSuccess = prom.Register(r, m.lastSuccess)
 	return m
-}
-
-// register registers c, or returns the collector registered before under
-// the same name: Run may be called again with the same registry.
-func register[C prometheus.Collector](r prometheus.Registerer, c C) C {
-	if err := r.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/usher-auth/usher/internal/prom"
 )
 
 // Rule is one limit: at most Limit units per Per for each key, refilled
@@ -74,11 +76,11 @@ func New(rdb *redis.Client, namespace string, enabled bool, reg prometheus.Regis
 		enabled: enabled,
 		ns:      namespace,
 		memory:  newMemory(maxMemoryKeys),
-		fallback: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		fallback: prom.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "usher_ratelimit_fallback_total",
 			Help: "Rate-limit checks answered by the in-memory limiter because Redis failed or was recently failing.",
 		})),
-		denied: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		denied: prom.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usher_ratelimit_denied_total",
 			Help: "Rate-limit checks denied, by rule.",
 		}, []string{"rule"})),
@@ -194,22 +196,4 @@ func (c unprefixed) EvalShaRO(ctx context.Context, sha1 string, keys []string, a
 
 func (c unprefixed) Del(ctx context.Context, keys ...string) *redis.IntCmd {
 	return c.Client.Del(ctx, strip(keys)...)
-}
-
-// register registers c on reg, or returns the collector already registered
-// there under the same description.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(fmt.Sprintf("ratelimit: register metrics: %v", err))
-	}
-	return c
 }
