@@ -90,8 +90,15 @@ func (db *DB) RequestReset(ctx context.Context, email string, t OneTimeToken, ev
 // TokenState reports whether a token could be used now, without using it:
 // callers check before spending a password hash on it.
 func (db *DB) TokenState(ctx context.Context, hash []byte, purpose string) error {
+	return tokenState(ctx, db.pool, hash, purpose)
+}
+
+// tokenState is TokenState on q: the pool, or a transaction.
+func tokenState(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, hash []byte, purpose string) error {
 	var expired bool
-	err := db.pool.QueryRow(ctx, `
+	err := q.QueryRow(ctx, `
 		SELECT expires_at <= now() FROM one_time_tokens
 		WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL`, hash, purpose).Scan(&expired)
 	switch {
@@ -113,12 +120,9 @@ func useToken(ctx context.Context, tx pgx.Tx, hash []byte, purpose string) (User
 		WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()
 		RETURNING user_id::text`, hash, purpose).Scan(&userID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		var expired bool
-		err := tx.QueryRow(ctx, `
-			SELECT expires_at <= now() FROM one_time_tokens
-			WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL`, hash, purpose).Scan(&expired)
-		if err == nil && expired {
-			return User{}, ErrTokenExpired
+		// Why not: expired, or unknown or used (or used or expired just now).
+		if err := tokenState(ctx, tx, hash, purpose); err != nil {
+			return User{}, err
 		}
 		return User{}, ErrTokenInvalid
 	}
