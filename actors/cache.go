@@ -302,17 +302,17 @@ func (c *cache) observe(kind string, start time.Time) {
 // bump applies one write's own bumps: versions moved on in Redis, then its
 // rows deleted. If Redis refuses, the rows stay for the retry loop and this
 // node bypasses the keys at once.
-func (c *cache) bump(ctx context.Context, keys []string, ids []int64) {
-	if err := c.incr(ctx, keys); err != nil {
+func (c *cache) bump(ctx context.Context, ch store.Change) {
+	if err := c.incr(ctx, ch.BumpKeys); err != nil {
 		c.refreshPending(ctx)
 		return
 	}
 	// Applied: the rows go in the next batch delete, so writes share one
 	// commit for their cleanup. A row left behind only bumps again.
 	select {
-	case c.applied <- ids:
+	case c.applied <- ch.BumpIDs:
 	default:
-		c.db.ClearBumps(ctx, ids)
+		c.db.ClearBumps(ctx, ch.BumpIDs)
 	}
 }
 
@@ -358,9 +358,8 @@ func (c *cache) incr(ctx context.Context, keys []string) error {
 	return nil
 }
 
-// applyBumps moves the versions of every committed write's keys on. Writers
-// call it after their commit and before they answer, so a read after the
-// answer finds the new value; the loop retries what Redis refused.
+// applyBumps moves the versions of every pending bump's keys on: those
+// Redis refused their writers, and those no writer waited for (the CLI's).
 func (c *cache) applyBumps(ctx context.Context) {
 	_, err := c.db.ApplyBumps(ctx, func(keys []string) error { return c.incr(ctx, keys) })
 	if err != nil {

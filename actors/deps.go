@@ -41,19 +41,6 @@ type deps struct {
 	cache     *cache
 }
 
-// Rate limits of API.md, per client IP and per account. Verification
-// resends have the reset request's limits, counted apart.
-var (
-	limitLoginIP     = ratelimit.LoginIP
-	limitLoginEmail  = ratelimit.LoginEmail
-	limitRegisterIP  = ratelimit.RegisterIP
-	limitResetEmail  = ratelimit.ResetEmail
-	limitResetIP     = ratelimit.ResetIP
-	limitVerifyEmail = ratelimit.Rule{Name: "verify_email", Limit: ratelimit.ResetEmail.Limit, Per: ratelimit.ResetEmail.Per}
-	limitVerifyIP    = ratelimit.Rule{Name: "verify_ip", Limit: ratelimit.ResetIP.Limit, Per: ratelimit.ResetIP.Per}
-	limitAdminEmail  = ratelimit.AdminEmail
-)
-
 // goWithDeadline does f in a supervised goroutine with the request's
 // deadline: how singleton actors do their I/O without blocking Receive.
 func (d deps) goWithDeadline(concern string, call Call, f func(context.Context)) {
@@ -78,9 +65,9 @@ func (d deps) allow(ctx context.Context, call Call, rule ratelimit.Rule, key str
 // committed follows every write that changed users: their cache versions
 // move on, then the sessions it ended are published, before the caller is
 // answered, so what the caller does next sees the write.
-func (d deps) committed(ctx context.Context, ended []string) {
-	d.cache.applyBumps(ctx)
-	d.revoked(ended)
+func (d deps) committed(ctx context.Context, ch store.Change) {
+	d.cache.bump(ctx, ch)
+	d.revoked(ch.Ended)
 }
 
 // revoked publishes ended sessions on <ns>.revocations, the fast path to

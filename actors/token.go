@@ -2,11 +2,11 @@ package actors
 
 import (
 	"context"
-	"errors"
 
 	"github.com/anthdm/hollywood/actor"
 
 	"github.com/usher-auth/usher/internal/event"
+	"github.com/usher-auth/usher/internal/ratelimit"
 	"github.com/usher-auth/usher/store"
 )
 
@@ -37,7 +37,7 @@ func (a *tokenActor) Receive(c *actor.Context) {
 func (a *tokenActor) run(call Call, f func(context.Context)) { a.goWithDeadline("token", call, f) }
 
 func (a *tokenActor) requestVerification(ctx context.Context, m RequestVerification) {
-	if !a.allow(ctx, m.Call, limitVerifyEmail, m.Claims.Email) || !a.allow(ctx, m.Call, limitVerifyIP, m.Client.IP) {
+	if !a.allow(ctx, m.Call, ratelimit.VerifyEmail, m.Claims.Email) || !a.allow(ctx, m.Call, ratelimit.VerifyIP, m.Client.IP) {
 		return
 	}
 	plain, tok := newOneTimeToken(store.PurposeVerify, a.ttl.Verify)
@@ -53,21 +53,21 @@ func (a *tokenActor) requestVerification(ctx context.Context, m RequestVerificat
 }
 
 func (a *tokenActor) confirmVerification(ctx context.Context, m ConfirmVerification) {
-	u, err := a.db.ConfirmVerification(ctx, hashToken(m.Token), func(u store.User) (event.Envelope, error) {
+	u, ch, err := a.db.ConfirmVerification(ctx, hashToken(m.Token), func(u store.User) (event.Envelope, error) {
 		return newEvent(event.EmailVerified, u.ID), nil
 	})
 	if err != nil {
 		a.fail(m.Call, err)
 		return
 	}
-	a.committed(ctx, nil)
+	a.committed(ctx, ch)
 	m.ok(viewOf(u))
 }
 
 // requestReset does the same work whether or not the account exists: the
 // same limits, the same sealing, the same statements.
 func (a *tokenActor) requestReset(ctx context.Context, m RequestReset) {
-	if !a.allow(ctx, m.Call, limitResetEmail, m.Email) || !a.allow(ctx, m.Call, limitResetIP, m.Client.IP) {
+	if !a.allow(ctx, m.Call, ratelimit.ResetEmail, m.Email) || !a.allow(ctx, m.Call, ratelimit.ResetIP, m.Client.IP) {
 		return
 	}
 	plain, tok := newOneTimeToken(store.PurposeReset, a.ttl.Reset)
@@ -96,16 +96,13 @@ func (a *tokenActor) confirmReset(ctx context.Context, m ConfirmReset) {
 		a.fail(m.Call, err)
 		return
 	}
-	ended, err := a.db.ResetPassword(ctx, hash, newHash, func(u store.User) (event.Envelope, error) {
+	ch, err := a.db.ResetPassword(ctx, hash, newHash, func(u store.User) (event.Envelope, error) {
 		return a.mailEvent(event.PasswordChanged, u.ID, event.Mail{To: u.Email})
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		err = store.ErrTokenInvalid // the account went away meanwhile
-	}
 	if err != nil {
 		a.fail(m.Call, err)
 		return
 	}
-	a.committed(ctx, ended)
+	a.committed(ctx, ch)
 	m.answer(Reply{})
 }

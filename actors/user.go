@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/usher-auth/usher/internal/event"
+	"github.com/usher-auth/usher/internal/ratelimit"
 	"github.com/usher-auth/usher/internal/testhooks"
 	"github.com/usher-auth/usher/store"
 )
@@ -61,7 +62,7 @@ func (a *userActor) ping(ctx context.Context, m Ping) {
 }
 
 func (a *userActor) register(ctx context.Context, m Register) {
-	if !a.allow(ctx, m.Call, limitRegisterIP, m.Client.IP) {
+	if !a.allow(ctx, m.Call, ratelimit.RegisterIP, m.Client.IP) {
 		return
 	}
 	hash, err := a.hasher.hash(m.Call, m.Password)
@@ -76,17 +77,17 @@ func (a *userActor) register(ctx context.Context, m Register) {
 		a.fail(m.Call, err)
 		return
 	}
-	u, s, now, err := a.db.Register(ctx, store.NewUser{ID: id, Email: m.Email, PasswordHash: hash, Name: m.Name}, a.newSession(m.Call), verify, ev)
+	u, s, now, ch, err := a.db.Register(ctx, store.NewUser{ID: id, Email: m.Email, PasswordHash: hash, Name: m.Name}, a.newSession(m.Call), verify, ev)
 	if err != nil {
 		a.fail(m.Call, err)
 		return
 	}
-	a.committed(ctx, nil)
+	a.committed(ctx, ch)
 	a.answerPair(m.Call, u, s, now)
 }
 
 func (a *userActor) login(ctx context.Context, m Login) {
-	if !a.allow(ctx, m.Call, limitLoginIP, m.Client.IP) || !a.allow(ctx, m.Call, limitLoginEmail, m.Email) {
+	if !a.allow(ctx, m.Call, ratelimit.LoginIP, m.Client.IP) || !a.allow(ctx, m.Call, ratelimit.LoginEmail, m.Email) {
 		return
 	}
 	u, err := a.db.UserByEmail(ctx, m.Email)
@@ -157,12 +158,12 @@ func (a *userActor) answerPair(call Call, u store.User, s store.Session, now tim
 }
 
 func (a *userActor) updateMe(ctx context.Context, m UpdateMe) {
-	u, bumps, err := a.db.SetName(ctx, m.Claims.UserID, m.Name)
+	u, ch, err := a.db.SetName(ctx, m.Claims.UserID, m.Name)
 	if err != nil {
 		a.fail(m.Call, err)
 		return
 	}
-	a.cache.bump(ctx, []string{store.UserKey(u.ID), store.ListKey}, bumps)
+	a.committed(ctx, ch)
 	m.ok(viewOf(u))
 }
 
@@ -201,7 +202,7 @@ func (a *userActor) changePassword(ctx context.Context, m ChangePassword) {
 		a.fail(m.Call, err)
 		return
 	}
-	ended, err := a.db.ChangePassword(ctx, u.ID, u.CredentialsVersion, hash, m.Claims.SessionID, ev)
+	ch, err := a.db.ChangePassword(ctx, u.ID, u.CredentialsVersion, hash, m.Claims.SessionID, ev)
 	if errors.Is(err, store.ErrStale) {
 		m.fail(CodeInvalidCredentials, "the password changed meanwhile; sign in again")
 		return
@@ -210,7 +211,7 @@ func (a *userActor) changePassword(ctx context.Context, m ChangePassword) {
 		a.fail(m.Call, err)
 		return
 	}
-	a.committed(ctx, ended)
+	a.committed(ctx, ch)
 	m.answer(Reply{})
 }
 
@@ -222,28 +223,28 @@ func (a *userActor) deleteMe(ctx context.Context, m DeleteMe) {
 }
 
 func (a *userActor) deleteUser(ctx context.Context, call Call, id string) {
-	ended, err := a.db.DeleteUser(ctx, id, newEvent(event.UserDeleted, id))
+	ch, err := a.db.DeleteUser(ctx, id, newEvent(event.UserDeleted, id))
 	if err != nil {
 		a.fail(call, err)
 		return
 	}
-	a.committed(ctx, ended)
+	a.committed(ctx, ch)
 	call.answer(Reply{})
 }
 
 func (a *userActor) updateUser(ctx context.Context, m UpdateUser) {
-	u, ended, err := a.db.AdminUpdate(ctx, m.UserID, store.AdminChange{Role: m.Role, Disabled: m.Disabled})
+	u, ch, err := a.db.AdminUpdate(ctx, m.UserID, store.AdminChange{Role: m.Role, Disabled: m.Disabled})
 	if err != nil {
 		a.fail(m.Call, err)
 		return
 	}
-	a.committed(ctx, ended)
+	a.committed(ctx, ch)
 	m.ok(viewOf(u))
 }
 
 // sendEmail queues an admin's email through the same sealed pipeline.
 func (a *userActor) sendEmail(ctx context.Context, m SendEmail) {
-	if !a.allow(ctx, m.Call, limitAdminEmail, m.Claims.UserID) {
+	if !a.allow(ctx, m.Call, ratelimit.AdminEmail, m.Claims.UserID) {
 		return
 	}
 	ev, err := a.mailEvent(event.EmailRequested, "", event.Mail{To: m.To, Subject: m.Subject, Text: m.Text})

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -16,24 +17,50 @@ const ListKey = "users:list"
 // UserKey is the cache key of one user's view.
 func UserKey(id string) string { return "user:" + id }
 
+// Change is what a committed change to accounts leaves its caller to do
+// before it answers: move the cache versions of BumpKeys on, then delete
+// the rows BumpIDs that record the need until then (ClearBumps), and
+// publish the sessions it ended. A bump Redis refuses stays in its row, is
+// retried by ApplyBumps, and readers bypass its key meanwhile.
+type Change struct {
+	BumpKeys []string
+	BumpIDs  []int64
+	Ended    []string
+}
+
 // recordBumps notes, in the write's transaction, that the keys' cache
-// versions must move on. The rows stay until the bump is applied in Redis,
-// so a bump Redis refuses is retried, and readers bypass those keys.
-func recordBumps(ctx context.Context, tx pgx.Tx, keys ...string) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO cache_bumps (key) SELECT unnest($1::text[])`, keys); err != nil {
-		return fmt.Errorf("record cache bumps: %w", err)
+// versions must move on.
+func recordBumps(ctx context.Context, tx pgx.Tx, keys ...string) (Change, error) {
+	rows, _ := tx.Query(ctx, `INSERT INTO cache_bumps (key) SELECT unnest($1::text[]) RETURNING id`, keys)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return Change{}, fmt.Errorf("record cache bumps: %w", err)
 	}
-	return nil
+	return Change{BumpKeys: keys, BumpIDs: ids}, nil
 }
 
 // userChanged records, in the transaction of a change to account id, what
-// every such change records: the bumps of its cache entries (its view and
-// the admin list) and its event.
-func userChanged(ctx context.Context, tx pgx.Tx, id string, ev event.Envelope) error {
-	if err := recordBumps(ctx, tx, UserKey(id), ListKey); err != nil {
-		return err
+// every such change records, in one statement: the bumps of its cache
+// entries (its view and the admin list) and its event.
+func userChanged(ctx context.Context, tx pgx.Tx, id string, ev event.Envelope) (Change, error) {
+	ch := Change{BumpKeys: []string{UserKey(id), ListKey}}
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return ch, fmt.Errorf("encode event %s: %w", ev.Type, err)
 	}
-	return insertEvents(ctx, tx, ev)
+	err = tx.QueryRow(ctx, `
+		WITH ev AS (
+			INSERT INTO outbox (id, type, user_id, occurred_at, payload)
+			VALUES ($2, $3, nullif($4, '')::uuid, $5, $6)
+		), b AS (
+			INSERT INTO cache_bumps (key) SELECT unnest($1::text[]) RETURNING id
+		)
+		SELECT array(SELECT id FROM b ORDER BY id)`,
+		ch.BumpKeys, ev.ID, ev.Type, ev.UserID, ev.OccurredAt, payload).Scan(&ch.BumpIDs)
+	if err != nil {
+		return ch, fmt.Errorf("record the change of %s: %w", id, err)
+	}
+	return ch, nil
 }
 
 // ApplyBumps hands the keys of pending bumps to apply (which increments

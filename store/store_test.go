@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/usher-auth/usher/internal/event"
@@ -84,16 +86,17 @@ func TestTokensAreSingleUseAndExpire(t *testing.T) {
 	if err := db.RequestVerification(ctx, u.ID, OneTimeToken{Hash: []byte("v1"), Purpose: PurposeVerify, TTL: time.Hour}, event.Envelope{ID: uuid.NewString(), Type: event.VerificationRequested, OccurredAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := db.ConfirmVerification(ctx, []byte("v1"), noEvent)
+	got, ch, err := db.ConfirmVerification(ctx, []byte("v1"), noEvent)
 	if err != nil || got.EmailVerifiedAt == nil {
 		t.Fatalf("confirm: got %+v, %v", got, err)
 	}
-	if _, err := db.ConfirmVerification(ctx, []byte("v1"), noEvent); !errors.Is(err, ErrTokenInvalid) {
+	wantBumps(t, db, ch, UserKey(u.ID), ListKey)
+	if _, _, err := db.ConfirmVerification(ctx, []byte("v1"), noEvent); !errors.Is(err, ErrTokenInvalid) {
 		t.Fatalf("second use: got %v, want ErrTokenInvalid", err)
 	}
 	db.RequestVerification(ctx, u.ID, OneTimeToken{Hash: []byte("v2"), Purpose: PurposeVerify, TTL: time.Millisecond}, event.Envelope{ID: uuid.NewString(), Type: event.VerificationRequested, OccurredAt: time.Now()})
 	time.Sleep(20 * time.Millisecond)
-	if _, err := db.ConfirmVerification(ctx, []byte("v2"), noEvent); !errors.Is(err, ErrTokenExpired) {
+	if _, _, err := db.ConfirmVerification(ctx, []byte("v2"), noEvent); !errors.Is(err, ErrTokenExpired) {
 		t.Fatalf("expired: got %v, want ErrTokenExpired", err)
 	}
 	// A verification token does not reset a password, and is still good
@@ -102,7 +105,7 @@ func TestTokensAreSingleUseAndExpire(t *testing.T) {
 	if _, err := db.ResetPassword(ctx, []byte("v3"), "h2", noEvent); !errors.Is(err, ErrTokenInvalid) {
 		t.Fatalf("a token of the wrong purpose: got %v, want ErrTokenInvalid", err)
 	}
-	if _, err := db.ConfirmVerification(ctx, []byte("v3"), noEvent); err != nil {
+	if _, _, err := db.ConfirmVerification(ctx, []byte("v3"), noEvent); err != nil {
 		t.Fatalf("the verification token after a refused reset: %v", err)
 	}
 }
@@ -176,18 +179,19 @@ func TestFailedPublishLeavesEventsForTheNextPass(t *testing.T) {
 func TestRegisterWritesEverythingOrNothing(t *testing.T) {
 	db := openTestDB(t)
 	ctx := t.Context()
-	register := func(sid string) (User, Session, error) {
-		u, s, _, err := db.Register(ctx, NewUser{ID: uuid.NewString(), Email: "r@example.com", PasswordHash: "h", Name: "R"},
+	register := func(sid string) (User, Session, Change, error) {
+		u, s, _, ch, err := db.Register(ctx, NewUser{ID: uuid.NewString(), Email: "r@example.com", PasswordHash: "h", Name: "R"},
 			NewSession{ID: sid, Lifetime: time.Hour, UserAgent: "ua", IP: "192.0.2.1"},
 			OneTimeToken{Hash: []byte(sid), Purpose: PurposeVerify, TTL: time.Hour},
 			event.Envelope{ID: uuid.NewString(), Type: event.UserRegistered, OccurredAt: time.Now()})
-		return u, s, err
+		return u, s, ch, err
 	}
 	sid := uuid.NewString()
-	u, s, err := register(sid)
+	u, s, ch, err := register(sid)
 	if err != nil {
 		t.Fatal(err)
 	}
+	wantBumps(t, db, ch, ListKey)
 	if u.Email != "r@example.com" || u.Name != "R" || u.Role != "user" || s.ID != sid || s.UserID != u.ID || s.IP != "192.0.2.1" {
 		t.Fatalf("got user %+v, session %+v", u, s)
 	}
@@ -199,7 +203,7 @@ func TestRegisterWritesEverythingOrNothing(t *testing.T) {
 	if n := rows(); n != 5 {
 		t.Fatalf("rows after registering: got %d, want 5 (user, session, token, event, bump)", n)
 	}
-	if _, _, err := register(uuid.NewString()); !errors.Is(err, ErrEmailTaken) {
+	if _, _, _, err := register(uuid.NewString()); !errors.Is(err, ErrEmailTaken) {
 		t.Fatalf("same address again: got %v, want ErrEmailTaken", err)
 	}
 	if n := rows(); n != 5 {
@@ -207,11 +211,47 @@ func TestRegisterWritesEverythingOrNothing(t *testing.T) {
 	}
 }
 
+// A session starts only for the credentials version the caller verified
+// and an enabled account; otherwise nothing is written and the error says
+// why.
+func TestStartSessionOnlyForTheVerifiedCredentials(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	u, err := db.CreateUser(ctx, NewUser{Email: "start@example.com", PasswordHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(id string, version int64) (Session, error) {
+		_, s, _, err := db.StartSession(ctx, id, version, NewSession{ID: uuid.NewString(), Lifetime: time.Hour, UserAgent: "ua", IP: "192.0.2.7"})
+		return s, err
+	}
+	s, err := start(u.ID, u.CredentialsVersion)
+	if err != nil || s.UserID != u.ID || s.IP != "192.0.2.7" || !s.ExpiresAt.After(time.Now().Add(59*time.Minute)) {
+		t.Fatalf("verified version: got %+v, %v", s, err)
+	}
+	if _, err := start(u.ID, u.CredentialsVersion+1); !errors.Is(err, ErrStale) {
+		t.Fatalf("another version: got %v, want ErrStale", err)
+	}
+	if _, err := start(uuid.NewString(), 0); !errors.Is(err, ErrStale) {
+		t.Fatalf("an account gone: got %v, want ErrStale", err)
+	}
+	disabled := true
+	if _, _, err := db.AdminUpdate(ctx, u.ID, AdminChange{Disabled: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start(u.ID, u.CredentialsVersion+1); !errors.Is(err, ErrDisabled) {
+		t.Fatalf("disabled (disabling moved the version on): got %v, want ErrDisabled", err)
+	}
+	if n := count(t, db, `SELECT count(*) FROM sessions WHERE user_id = $1`, u.ID); n != 1 {
+		t.Fatalf("sessions: got %d, want only the first", n)
+	}
+}
+
 func TestRefreshReuseEndsTheSessionDurably(t *testing.T) {
 	db := openTestDB(t)
 	ctx := t.Context()
 	sid := uuid.NewString()
-	_, _, _, err := db.Register(ctx, NewUser{Email: "s@example.com", PasswordHash: "h"},
+	_, _, _, _, err := db.Register(ctx, NewUser{Email: "s@example.com", PasswordHash: "h"},
 		NewSession{ID: sid, Lifetime: time.Hour}, OneTimeToken{Hash: []byte("t"), Purpose: PurposeVerify, TTL: time.Hour},
 		event.Envelope{ID: uuid.NewString(), Type: event.UserRegistered, OccurredAt: time.Now()})
 	if err != nil {
@@ -273,7 +313,7 @@ func BenchmarkRegister(b *testing.B) {
 	for b.Loop() {
 		i++
 		sid := uuid.NewString()
-		if _, _, _, err := db.Register(ctx, NewUser{ID: uuid.NewString(), Email: fmt.Sprintf("b%d@example.com", i), PasswordHash: "h"},
+		if _, _, _, _, err := db.Register(ctx, NewUser{ID: uuid.NewString(), Email: fmt.Sprintf("b%d@example.com", i), PasswordHash: "h"},
 			NewSession{ID: sid, Lifetime: time.Hour}, OneTimeToken{Hash: []byte(sid), Purpose: PurposeVerify, TTL: time.Hour},
 			event.Envelope{ID: uuid.NewString(), Type: event.UserRegistered, OccurredAt: time.Now()}); err != nil {
 			b.Fatal(err)
@@ -287,7 +327,7 @@ func BenchmarkRefreshRotation(b *testing.B) {
 	db := openBenchDB(b)
 	ctx := context.Background()
 	sid := uuid.NewString()
-	if _, _, _, err := db.Register(ctx, NewUser{Email: "bench@example.com", PasswordHash: "h"},
+	if _, _, _, _, err := db.Register(ctx, NewUser{Email: "bench@example.com", PasswordHash: "h"},
 		NewSession{ID: sid, Lifetime: time.Hour}, OneTimeToken{Hash: []byte("t"), Purpose: PurposeVerify, TTL: time.Hour},
 		event.Envelope{ID: uuid.NewString(), Type: event.UserRegistered, OccurredAt: time.Now()}); err != nil {
 		b.Fatal(err)
@@ -300,5 +340,19 @@ func BenchmarkRefreshRotation(b *testing.B) {
 			b.Fatal(err)
 		}
 		counter = r.Session.RefreshCounter
+	}
+}
+
+// wantBumps checks that a write's Change names the cache keys it must bump,
+// and the rows that record exactly those bumps.
+func wantBumps(t *testing.T, db *DB, ch Change, keys ...string) {
+	t.Helper()
+	if !slices.Equal(ch.BumpKeys, keys) {
+		t.Fatalf("bump keys: got %q, want %q", ch.BumpKeys, keys)
+	}
+	rows, _ := db.pool.Query(t.Context(), `SELECT key FROM cache_bumps WHERE id = ANY($1) ORDER BY id`, ch.BumpIDs)
+	recorded, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || !slices.Equal(recorded, keys) {
+		t.Fatalf("rows named by the bump ids %v: got %q, %v; want %q", ch.BumpIDs, recorded, err, keys)
 	}
 }

@@ -112,14 +112,18 @@ func tokenState(ctx context.Context, q interface {
 	return nil
 }
 
-// useToken marks a token used and returns its user, locked for update.
-func useToken(ctx context.Context, tx pgx.Tx, hash []byte, purpose string) (User, error) {
-	var userID string
-	err := tx.QueryRow(ctx, `
-		UPDATE one_time_tokens SET used_at = now()
-		WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()
-		RETURNING user_id::text`, hash, purpose).Scan(&userID)
-	if errors.Is(err, pgx.ErrNoRows) {
+// useToken marks a token used and applies set (SQL assignments; args are
+// $3…) to its user in one statement, returning the user as updated.
+func useToken(ctx context.Context, tx pgx.Tx, hash []byte, purpose, set string, args ...any) (User, error) {
+	u, err := scanUser(tx.QueryRow(ctx, `
+		WITH t AS (
+			UPDATE one_time_tokens SET used_at = now()
+			WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()
+			RETURNING user_id
+		)
+		UPDATE users u SET `+set+`, updated_at = now() FROM t WHERE u.id = t.user_id
+		RETURNING `+userColumns, append([]any{hash, purpose}, args...)...))
+	if errors.Is(err, ErrNotFound) {
 		// Why not: expired, or unknown or used (or used or expired just now).
 		if err := tokenState(ctx, tx, hash, purpose); err != nil {
 			return User{}, err
@@ -129,56 +133,51 @@ func useToken(ctx context.Context, tx pgx.Tx, hash []byte, purpose string) (User
 	if err != nil {
 		return User{}, fmt.Errorf("use token: %w", err)
 	}
-	return scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = $1 FOR UPDATE`, userID))
+	return u, nil
 }
 
 // ConfirmVerification uses a verification token and marks the email
 // verified, with the event made by ev.
-func (db *DB) ConfirmVerification(ctx context.Context, hash []byte, ev func(User) (event.Envelope, error)) (User, error) {
-	var u User
+func (db *DB) ConfirmVerification(ctx context.Context, hash []byte, ev func(User) (event.Envelope, error)) (User, Change, error) {
+	var (
+		u  User
+		ch Change
+	)
 	err := db.tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		if u, err = useToken(ctx, tx, hash, PurposeVerify); err != nil {
-			return err
-		}
-		u, err = scanUser(tx.QueryRow(ctx, `
-			UPDATE users u SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
-			WHERE u.id = $1 RETURNING `+userColumns, u.ID))
-		if err != nil {
+		if u, err = useToken(ctx, tx, hash, PurposeVerify, `email_verified_at = coalesce(email_verified_at, now())`); err != nil {
 			return err
 		}
 		e, err := ev(u)
 		if err != nil {
 			return err
 		}
-		return userChanged(ctx, tx, u.ID, e)
+		ch, err = userChanged(ctx, tx, u.ID, e)
+		return err
 	})
-	return u, err
+	return u, ch, err
 }
 
 // ResetPassword uses a reset token, sets the new hash, bumps the credentials
-// version and ends every session, with the event made by ev. It returns
-// the ended session ids.
-func (db *DB) ResetPassword(ctx context.Context, hash []byte, newHash string, ev func(User) (event.Envelope, error)) ([]string, error) {
-	var ended []string
+// version and ends every session, with the event made by ev.
+func (db *DB) ResetPassword(ctx context.Context, hash []byte, newHash string, ev func(User) (event.Envelope, error)) (Change, error) {
+	var ch Change
 	err := db.tx(ctx, func(tx pgx.Tx) error {
-		u, err := useToken(ctx, tx, hash, PurposeReset)
+		u, err := useToken(ctx, tx, hash, PurposeReset, `password_hash = $3, credentials_version = credentials_version + 1`, newHash)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `
-			UPDATE users SET password_hash = $2, credentials_version = credentials_version + 1, updated_at = now()
-			WHERE id = $1`, u.ID, newHash); err != nil {
-			return fmt.Errorf("reset password: %w", err)
-		}
-		if ended, err = revokeSessions(ctx, tx, `user_id = $1`, u.ID); err != nil {
+		ended, err := revokeSessions(ctx, tx, `user_id = $1`, u.ID)
+		if err != nil {
 			return err
 		}
 		e, err := ev(u)
 		if err != nil {
 			return err
 		}
-		return userChanged(ctx, tx, u.ID, e)
+		ch, err = userChanged(ctx, tx, u.ID, e)
+		ch.Ended = ended
+		return err
 	})
-	return ended, err
+	return ch, err
 }

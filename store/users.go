@@ -82,7 +82,9 @@ func insertUser(ctx context.Context, tx pgx.Tx, nu NewUser) (User, error) {
 	if err != nil {
 		return u, fmt.Errorf("insert user: %w", err)
 	}
-	return u, recordBumps(ctx, tx, ListKey)
+	// No one waits for this bump: the cache's loop applies it.
+	_, err = recordBumps(ctx, tx, ListKey)
+	return u, err
 }
 
 // CreateUser inserts one account without a session (CLI and import).
@@ -100,15 +102,16 @@ func (db *DB) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 // its cache bump and its user.registered event in one statement: one round
 // trip and one commit instead of eight round trips, on the route whose CPU
 // the password hash leaves least of.
-func (db *DB) Register(ctx context.Context, nu NewUser, ns NewSession, verify OneTimeToken, ev event.Envelope) (User, Session, time.Time, error) {
+func (db *DB) Register(ctx context.Context, nu NewUser, ns NewSession, verify OneTimeToken, ev event.Envelope) (User, Session, time.Time, Change, error) {
 	var (
 		u   User
 		s   Session
 		now time.Time
+		ch  = Change{BumpKeys: []string{ListKey}}
 	)
 	payload, err := json.Marshal(ev)
 	if err != nil {
-		return u, s, now, fmt.Errorf("encode event %s: %w", ev.Type, err)
+		return u, s, now, ch, fmt.Errorf("encode event %s: %w", ev.Type, err)
 	}
 	// Data-modifying CTEs run as one statement; the foreign keys from the
 	// session, token and event rows are checked at its end, when the user
@@ -119,7 +122,7 @@ func (db *DB) Register(ctx context.Context, nu NewUser, ns NewSession, verify On
 			VALUES (coalesce(nullif($1, '')::uuid, gen_random_uuid()), $2, $3, $4)
 			RETURNING `+userColumns+`
 		), bump AS (
-			INSERT INTO cache_bumps (key) VALUES ($5)
+			INSERT INTO cache_bumps (key) VALUES ($5) RETURNING id
 		), s AS (
 			INSERT INTO sessions AS s (id, user_id, expires_at, user_agent, ip)
 			SELECT $6, u.id, now() + $7::interval, $8, $9 FROM u
@@ -131,20 +134,20 @@ func (db *DB) Register(ctx context.Context, nu NewUser, ns NewSession, verify On
 			INSERT INTO outbox (id, type, user_id, occurred_at, payload)
 			SELECT $13, $14, u.id, $15, $16 FROM u
 		)
-		SELECT `+userColumns+`, `+sessionColumns+`, now() FROM u, s`,
+		SELECT `+userColumns+`, `+sessionColumns+`, now(), array(SELECT id FROM bump) FROM u, s`,
 		nu.ID, nu.Email, nu.PasswordHash, nu.Name, ListKey,
 		ns.ID, ns.Lifetime, ns.UserAgent, ns.IP,
 		verify.Hash, verify.Purpose, verify.TTL,
 		ev.ID, ev.Type, ev.OccurredAt, payload,
-	).Scan(append(append(userDest(&u), sessionDest(&s)...), &now)...)
+	).Scan(append(append(userDest(&u), sessionDest(&s)...), &now, &ch.BumpIDs)...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.ConstraintName == "users_email_key" {
-		return u, s, now, ErrEmailTaken
+		return u, s, now, ch, ErrEmailTaken
 	}
 	if err != nil {
-		return u, s, now, fmt.Errorf("register: %w", err)
+		return u, s, now, ch, fmt.Errorf("register: %w", err)
 	}
-	return u, s, now, nil
+	return u, s, now, ch, nil
 }
 
 // UserByEmail loads an account by its lower-case address.
@@ -161,18 +164,17 @@ func (db *DB) UserByID(ctx context.Context, id string) (User, error) {
 }
 
 // SetName changes a user's display name and records its cache bumps in the
-// same statement: one round trip, since profile edits are frequent. It
-// returns the bumps' ids for ClearBumps once they are applied.
-func (db *DB) SetName(ctx context.Context, id, name string) (User, []int64, error) {
-	var bumps []int64
+// same statement: one round trip, since profile edits are frequent.
+func (db *DB) SetName(ctx context.Context, id, name string) (User, Change, error) {
+	ch := Change{BumpKeys: []string{UserKey(id), ListKey}}
 	u, err := scanUser(db.pool.QueryRow(ctx, `
 		WITH u AS (
 			UPDATE users SET name = $2, updated_at = now() WHERE id = $1 RETURNING *
 		), b AS (
 			INSERT INTO cache_bumps (key) SELECT unnest($3::text[]) FROM u RETURNING id
 		)
-		SELECT `+userColumns+`, array(SELECT id FROM b) FROM u`, id, name, []string{UserKey(id), ListKey}), &bumps)
-	return u, bumps, err
+		SELECT `+userColumns+`, array(SELECT id FROM b) FROM u`, id, name, ch.BumpKeys), &ch.BumpIDs)
+	return u, ch, err
 }
 
 // SetPasswordHash replaces a hash with an equivalent one (re-hash on login
@@ -189,9 +191,9 @@ func (db *DB) SetPasswordHash(ctx context.Context, id, oldHash, newHash string) 
 
 // ChangePassword sets a new password hash if the user's credentials are still
 // at version, bumps the version, ends every session but keep (empty: all)
-// and records the password.changed event. It returns the ended session ids.
-func (db *DB) ChangePassword(ctx context.Context, id string, version int64, newHash, keep string, ev event.Envelope) ([]string, error) {
-	var ended []string
+// and records the password.changed event.
+func (db *DB) ChangePassword(ctx context.Context, id string, version int64, newHash, keep string, ev event.Envelope) (Change, error) {
+	var ch Change
 	err := db.tx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			UPDATE users SET password_hash = $3, credentials_version = credentials_version + 1, updated_at = now()
@@ -202,12 +204,15 @@ func (db *DB) ChangePassword(ctx context.Context, id string, version int64, newH
 		if tag.RowsAffected() == 0 {
 			return ErrStale
 		}
-		if ended, err = revokeSessions(ctx, tx, `user_id = $1 AND id::text <> $2`, id, keep); err != nil {
+		ended, err := revokeSessions(ctx, tx, `user_id = $1 AND id::text <> $2`, id, keep)
+		if err != nil {
 			return err
 		}
-		return userChanged(ctx, tx, id, ev)
+		ch, err = userChanged(ctx, tx, id, ev)
+		ch.Ended = ended
+		return err
 	})
-	return ended, err
+	return ch, err
 }
 
 // AdminChange is an admin's change to an account; nil fields stay.
@@ -218,13 +223,13 @@ type AdminChange struct {
 
 // AdminUpdate applies an admin's change. A role change or disabling bumps the
 // credentials version and ends every session of the user.
-func (db *DB) AdminUpdate(ctx context.Context, id string, c AdminChange) (User, []string, error) {
+func (db *DB) AdminUpdate(ctx context.Context, id string, c AdminChange) (User, Change, error) {
 	var (
-		u     User
-		ended []string
+		u  User
+		ch Change
 	)
 	if !isUUID(id) {
-		return u, nil, ErrNotFound
+		return u, ch, ErrNotFound
 	}
 	err := db.tx(ctx, func(tx pgx.Tx) error {
 		before, err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.id = $1 FOR UPDATE`, id))
@@ -248,25 +253,25 @@ func (db *DB) AdminUpdate(ctx context.Context, id string, c AdminChange) (User, 
 		if err != nil {
 			return err
 		}
-		if err := recordBumps(ctx, tx, UserKey(id), ListKey); err != nil || !endSessions {
+		if ch, err = recordBumps(ctx, tx, UserKey(id), ListKey); err != nil || !endSessions {
 			return err
 		}
-		ended, err = revokeSessions(ctx, tx, `user_id = $1`, id)
+		ch.Ended, err = revokeSessions(ctx, tx, `user_id = $1`, id)
 		return err
 	})
-	return u, ended, err
+	return u, ch, err
 }
 
 // DeleteUser ends every session of the user, then deletes the account; its
 // sessions and tokens cascade, the revocations and its events stay.
-func (db *DB) DeleteUser(ctx context.Context, id string, ev event.Envelope) ([]string, error) {
-	var ended []string
+func (db *DB) DeleteUser(ctx context.Context, id string, ev event.Envelope) (Change, error) {
+	var ch Change
 	if !isUUID(id) {
-		return nil, ErrNotFound
+		return ch, ErrNotFound
 	}
 	err := db.tx(ctx, func(tx pgx.Tx) error {
-		var err error
-		if ended, err = revokeSessions(ctx, tx, `user_id = $1`, id); err != nil {
+		ended, err := revokeSessions(ctx, tx, `user_id = $1`, id)
+		if err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
@@ -277,9 +282,11 @@ func (db *DB) DeleteUser(ctx context.Context, id string, ev event.Envelope) ([]s
 			return ErrNotFound
 		}
 		ev.UserID = id
-		return userChanged(ctx, tx, id, ev)
+		ch, err = userChanged(ctx, tx, id, ev)
+		ch.Ended = ended
+		return err
 	})
-	return ended, err
+	return ch, err
 }
 
 // UserPage is one page of the admin list.
@@ -403,7 +410,9 @@ func (db *DB) ImportUsers(ctx context.Context, users []NewUser) (inserted int64,
 		if err := results.Close(); err != nil {
 			return err
 		}
-		return recordBumps(ctx, tx, ListKey)
+		// No one waits for this bump: the cache's loop applies it.
+		_, err := recordBumps(ctx, tx, ListKey)
+		return err
 	})
 	return inserted, err
 }

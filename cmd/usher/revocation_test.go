@@ -1,8 +1,7 @@
 package main
 
 import (
-	"encoding/json"
-	"net/http"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -66,20 +65,7 @@ func TestLoginRacingAPasswordChangeLeavesNoSession(t *testing.T) {
 
 	done := make(chan response)
 	go func() {
-		raw, _ := json.Marshal(map[string]string{"email": "race@example.com", "password": "the old password"})
-		req, _ := http.NewRequest("POST", a.base+"/v1/auth/login", strings.NewReader(string(raw)))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Usher-Testhook", "user.login.hold")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			done <- response{status: 0, raw: err.Error()}
-			return
-		}
-		defer resp.Body.Close()
-		var r response
-		r.status = resp.StatusCode
-		json.NewDecoder(resp.Body).Decode(&r.body)
-		done <- r
+		done <- a.doWithHook("POST", "/v1/auth/login", "", "user.login.hold", map[string]string{"email": "race@example.com", "password": "the old password"})
 	}()
 	time.Sleep(500 * time.Millisecond) // the login is now held after its password check
 	a.do("POST", "/v1/users/me/password", p.access, map[string]string{"current_password": "the old password", "new_password": "the new password"}).want(t, "change", 204)
@@ -143,22 +129,30 @@ func TestLoginLimitIsAtomic(t *testing.T) {
 	}
 }
 
+// Verification resends have the reset request's limit of 3 an hour per
+// email but count apart: using them up leaves the password resets whole.
+func TestVerificationResendsCountApartFromResets(t *testing.T) {
+	a, _ := serveAPI(t, "USHER_RATE_LIMITS=on")
+	email := "resend@example.com"
+	access := a.do("POST", "/v1/auth/register", "", map[string]string{"email": email, "password": "resend and reset"}).want(t, "register", 201).pair().access
+	for i := range 3 {
+		a.do("POST", "/v1/auth/verify-email/request", access, nil).want(t, fmt.Sprintf("resend %d", i+1), 202)
+	}
+	a.do("POST", "/v1/auth/verify-email/request", access, nil).want(t, "resend 4", 429, "rate_limited")
+	for i := range 3 {
+		a.do("POST", "/v1/auth/password-reset/request", "", map[string]string{"email": email}).want(t, fmt.Sprintf("reset request %d", i+1), 202)
+	}
+	a.do("POST", "/v1/auth/password-reset/request", "", map[string]string{"email": email}).want(t, "reset request 4", 429, "rate_limited")
+}
+
 // A forged X-Forwarded-For from a peer that is not a trusted proxy does not
 // change the client address a session records.
 func TestForgedForwardedForIsIgnored(t *testing.T) {
 	a, _ := serveAPI(t)
-	raw := `{"email":"xff@example.com","password":"forwarded for whom"}`
-	req, _ := http.NewRequest("POST", a.base+"/v1/auth/register", strings.NewReader(raw))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Forwarded-For", "203.0.113.66")
-	resp, err := http.DefaultClient.Do(req)
+	r, err := send("POST", a.base+"/v1/auth/register", "", map[string]string{"email": "xff@example.com", "password": "forwarded for whom"}, map[string]string{"X-Forwarded-For": "203.0.113.66"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r response
-	r.status = resp.StatusCode
-	json.NewDecoder(resp.Body).Decode(&r.body)
-	resp.Body.Close()
 	r.want(t, "register", 201)
 	list := a.do("GET", "/v1/users/me/sessions", r.pair().access, nil).want(t, "sessions", 200)
 	if !strings.Contains(list.raw, `"ip":"127.0.0.1"`) || strings.Contains(list.raw, "203.0.113.66") {

@@ -109,11 +109,11 @@ func setRole(ctx context.Context, db *store.DB, email, role string, stdout io.Wr
 	if err != nil {
 		return fmt.Errorf("user %s: %w", email, err)
 	}
-	u, ended, err := db.AdminUpdate(ctx, u.ID, store.AdminChange{Role: &role})
+	u, ch, err := db.AdminUpdate(ctx, u.ID, store.AdminChange{Role: &role})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s is now %s; %d sessions ended\n", u.Email, u.Role, len(ended))
+	fmt.Fprintf(stdout, "%s is now %s; %d sessions ended\n", u.Email, u.Role, len(ch.Ended))
 	return nil
 }
 

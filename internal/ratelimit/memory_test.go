@@ -7,7 +7,7 @@ import (
 )
 
 func TestMemoryHonoursLimitAndRefills(t *testing.T) {
-	for _, rule := range []Rule{LoginIP, LoginEmail, RegisterIP, ResetEmail, ResetIP, AdminEmail, {Name: "one", Limit: 1, Per: time.Second}} {
+	for _, rule := range []Rule{LoginIP, LoginEmail, RegisterIP, ResetEmail, ResetIP, VerifyEmail, VerifyIP, AdminEmail, {Name: "one", Limit: 1, Per: time.Second}} {
 		t.Run(rule.Name, func(t *testing.T) {
 			m := newMemory(10)
 			now := time.Now()

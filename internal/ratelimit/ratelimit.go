@@ -29,15 +29,18 @@ type Rule struct {
 	Per   time.Duration
 }
 
-// The default rules of API.md. A verification resend spends the same
-// ResetEmail and ResetIP units as a password-reset request.
+// The default rules of API.md. A verification resend has the reset
+// request's limits but counts apart, so that resending a verification
+// email never uses up the account's password resets.
 var (
-	LoginIP    = Rule{Name: "login_ip", Limit: 30, Per: time.Minute}
-	LoginEmail = Rule{Name: "login_email", Limit: 10, Per: 15 * time.Minute}
-	RegisterIP = Rule{Name: "register_ip", Limit: 10, Per: time.Hour}
-	ResetEmail = Rule{Name: "reset_email", Limit: 3, Per: time.Hour}
-	ResetIP    = Rule{Name: "reset_ip", Limit: 10, Per: time.Hour}
-	AdminEmail = Rule{Name: "admin_email", Limit: 60, Per: time.Hour}
+	LoginIP     = Rule{Name: "login_ip", Limit: 30, Per: time.Minute}
+	LoginEmail  = Rule{Name: "login_email", Limit: 10, Per: 15 * time.Minute}
+	RegisterIP  = Rule{Name: "register_ip", Limit: 10, Per: time.Hour}
+	ResetEmail  = Rule{Name: "reset_email", Limit: 3, Per: time.Hour}
+	ResetIP     = Rule{Name: "reset_ip", Limit: 10, Per: time.Hour}
+	VerifyEmail = Rule{Name: "verify_email", Limit: ResetEmail.Limit, Per: ResetEmail.Per}
+	VerifyIP    = Rule{Name: "verify_ip", Limit: ResetIP.Limit, Per: ResetIP.Per}
+	AdminEmail  = Rule{Name: "admin_email", Limit: 60, Per: time.Hour}
 )
 
 const (

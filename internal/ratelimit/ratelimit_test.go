@@ -151,7 +151,7 @@ func TestLimitHonouredExactly(t *testing.T) {
 	n := newNode(t, ns, "", true)
 	rules := []ratelimit.Rule{
 		ratelimit.LoginIP, ratelimit.LoginEmail, ratelimit.RegisterIP,
-		ratelimit.ResetEmail, ratelimit.ResetIP, ratelimit.AdminEmail,
+		ratelimit.ResetEmail, ratelimit.ResetIP, ratelimit.VerifyEmail, ratelimit.VerifyIP, ratelimit.AdminEmail,
 		{Name: "one_per_day", Limit: 1, Per: 24 * time.Hour},
 	}
 	for _, rule := range rules {
