@@ -49,9 +49,9 @@ type Options struct {
 	Modes     []string      // ModeQuick, ModeCapacity, ModeOverload, run in order
 	Budget    string        // BudgetUsher or BudgetTypical
 	Duration  time.Duration // measured time of one step
-	Warmup    time.Duration // unmeasured lead-in of each step
+	Warmup    time.Duration // unmeasured lead-in of each step; negative: none
 	Runs      int           // runs of everything; each verdict is their median
-	Pause     time.Duration // idle time between steps, for the server to drain
+	Pause     time.Duration // idle time between steps, for the server to drain; negative: none
 
 	// Rate, when set, offers every scenario this one rate instead of the
 	// budget's (a smoke test): no floor or latency verdicts are made.
@@ -128,6 +128,7 @@ func (o Options) withDefaults() Options {
 			*p.v = p.def
 		}
 	}
+	o.Warmup, o.Pause = max(o.Warmup, 0), max(o.Pause, 0)
 	for _, p := range []struct {
 		v   *int
 		def int
@@ -165,8 +166,8 @@ func (o Options) validate() error {
 	switch {
 	case o.Runs < 1:
 		return errors.New("runs must be at least 1")
-	case o.Duration < 0 || o.Warmup < 0:
-		return errors.New("duration and warm-up must not be negative")
+	case o.Duration < 0:
+		return errors.New("duration must not be negative")
 	case o.Rate < 0:
 		return errors.New("rate must not be negative")
 	case o.Cores < 1:
@@ -631,6 +632,13 @@ func (b *bench) step(ctx context.Context, sc *scenario, sr *ScenarioResult, mode
 			b.unsettled = true
 			b.note("%d events were still unpublished or their email unsent after %v (are the relay and the mailer running, with an SMTP server?); steps no longer wait for them", left, settleWait)
 		}
+	}
+	b.progress(prefix + "  vacuuming the database if autovacuum is off")
+	switch vacuumed, err := b.f.vacuum(ctx); {
+	case err != nil:
+		b.note("the database was not vacuumed before a step: %v", err)
+	case vacuumed:
+		b.note("the server's PostgreSQL runs with autovacuum off: each step starts after a VACUUM (ANALYZE) of its database, as autovacuum would keep it, so that one step's dead rows do not slow the next")
 	}
 	var before scrape
 	if len(o.Admin) > 0 {

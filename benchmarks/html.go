@@ -65,34 +65,9 @@ func HTML(res *Results) ([]byte, error) {
 		if len(sr.Capacity.PerRun) > 0 {
 			v.Capacity = append(v.Capacity, sr.Name+": "+capacityText(sr))
 		}
-		for _, r := range rows(sr) {
-			if r.mode != ModeOverload {
-				continue
-			}
-			v.Overload = append(v.Overload, fmt.Sprintf("%s at %s (%.1f req/s): %.0f of %.0f shed with 503 overloaded (shed p50 %s); admitted p50 %s, p99 %s, max %s (medians of %d runs)",
-				sr.Name, r.label, r.med(func(s *StepResult) float64 { return s.OfferedRate }),
-				r.med(func(s *StepResult) float64 { return float64(s.Shed) }),
-				r.med(func(s *StepResult) float64 { return float64(s.Measured) }),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.ShedLatency.P50 })),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.P50 })),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.P99 })),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.Max })), len(r.steps)))
-		}
 	}
-	for _, r := range res.Enumeration.Runs {
-		for _, p := range []struct {
-			what string
-			p    EnumerationPair
-		}{{"login", r.Login}, {"reset request", r.Reset}} {
-			switch {
-			case p.p.Measured:
-				v.Enum = append(v.Enum, fmt.Sprintf("run %d, %s: %s median %.2f ms, %s median %.2f ms, difference %.3f ms (%d trials each, interleaved)",
-					r.Run, p.what, p.p.A, p.p.AMedianMs, p.p.B, p.p.BMedianMs, p.p.DiffMs, res.Enumeration.Trials))
-			case p.p.Error != "":
-				v.Enum = append(v.Enum, fmt.Sprintf("run %d, %s: %s", r.Run, p.what, p.p.Error))
-			}
-		}
-	}
+	v.Overload = overloadLines(res)
+	v.Enum = enumerationLines(res)
 	var out bytes.Buffer
 	if err := pageTemplate.Execute(&out, v); err != nil {
 		return nil, err

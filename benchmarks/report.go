@@ -307,31 +307,11 @@ func PrintTable(w io.Writer, res *Results) {
 			fmt.Fprintln(w, c)
 		}
 	}
-	for _, sr := range res.Scenarios {
-		for _, r := range rows(sr) {
-			if r.mode != ModeOverload {
-				continue
-			}
-			fmt.Fprintf(w, "overload %s at %s (%.1f req/s): shed %.0f of %.0f with 503 overloaded (shed p50 %s); admitted p50 %s, p99 %s, max %s\n",
-				sr.Name, r.label, r.med(func(s *StepResult) float64 { return s.OfferedRate }),
-				r.med(func(s *StepResult) float64 { return float64(s.Shed) }),
-				r.med(func(s *StepResult) float64 { return float64(s.Measured) }),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.ShedLatency.P50 })),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.P50 })),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.P99 })),
-				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.Max })))
-		}
+	for _, l := range overloadLines(res) {
+		fmt.Fprintln(w, "overload "+l)
 	}
-	for _, r := range res.Enumeration.Runs {
-		for _, p := range []struct {
-			what string
-			p    EnumerationPair
-		}{{"login", r.Login}, {"reset request", r.Reset}} {
-			if p.p.Measured {
-				fmt.Fprintf(w, "enumeration run %d, %s: %s median %.2f ms vs %s median %.2f ms: difference %.3f ms\n",
-					r.Run, p.what, p.p.A, p.p.AMedianMs, p.p.B, p.p.BMedianMs, p.p.DiffMs)
-			}
-		}
+	for _, l := range enumerationLines(res) {
+		fmt.Fprintln(w, "enumeration "+l)
 	}
 
 	if len(res.Verdicts) > 0 {
@@ -405,4 +385,47 @@ func nums(xs []float64) string {
 		parts[i] = num(x)
 	}
 	return strings.Join(parts, " ")
+}
+
+// overloadLines describes each overload step: what was shed and how the
+// admitted requests fared.
+func overloadLines(res *Results) []string {
+	var lines []string
+	for _, sr := range res.Scenarios {
+		for _, r := range rows(sr) {
+			if r.mode != ModeOverload {
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%s at %s (%.1f req/s): %.0f of %.0f shed with 503 overloaded (shed p50 %s); admitted p50 %s, p99 %s, max %s (medians of %d runs)",
+				sr.Name, r.label, r.med(func(s *StepResult) float64 { return s.OfferedRate }),
+				r.med(func(s *StepResult) float64 { return float64(s.Shed) }),
+				r.med(func(s *StepResult) float64 { return float64(s.Measured) }),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.ShedLatency.P50 })),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.P50 })),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.P99 })),
+				fmtMs(r.med(func(s *StepResult) float64 { return s.Admitted.Max })), len(r.steps)))
+		}
+	}
+	return lines
+}
+
+// enumerationLines gives each run's enumeration pairs: the two medians and
+// their difference, or why the pair was not measured.
+func enumerationLines(res *Results) []string {
+	var lines []string
+	for _, r := range res.Enumeration.Runs {
+		for _, p := range []struct {
+			what string
+			p    EnumerationPair
+		}{{"login", r.Login}, {"reset request", r.Reset}} {
+			switch {
+			case p.p.Measured:
+				lines = append(lines, fmt.Sprintf("run %d, %s: %s median %.2f ms, %s median %.2f ms, difference %.3f ms (%d trials each, interleaved)",
+					r.Run, p.what, p.p.A, p.p.AMedianMs, p.p.B, p.p.BMedianMs, p.p.DiffMs, res.Enumeration.Trials))
+			case p.p.Error != "":
+				lines = append(lines, fmt.Sprintf("run %d, %s: %s", r.Run, p.what, p.p.Error))
+			}
+		}
+	}
+	return lines
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"sync"
 )
 
@@ -181,7 +182,9 @@ func catalogue(f *fixture) []*scenario {
 		},
 	}
 
-	bearerPool := func(tag string) func(ctx context.Context) ([]*session, error) {
+	// bearerPool logs in the accounts emails names, once, and renews their
+	// sessions before each step.
+	bearerPool := func(emails func(context.Context) ([]string, error)) func(ctx context.Context) ([]*session, error) {
 		var (
 			mu       sync.Mutex
 			sessions []*session
@@ -190,7 +193,7 @@ func catalogue(f *fixture) []*scenario {
 			mu.Lock()
 			defer mu.Unlock()
 			if sessions == nil {
-				users, err := f.importUsers(ctx, tag, bearerSessions)
+				users, err := emails(ctx)
 				if err != nil {
 					return nil, err
 				}
@@ -202,8 +205,11 @@ func catalogue(f *fixture) []*scenario {
 			return sessions, f.renew(ctx, sessions)
 		}
 	}
+	imported := func(tag string) func(context.Context) ([]string, error) {
+		return func(ctx context.Context) ([]string, error) { return f.importUsers(ctx, tag, bearerSessions) }
+	}
 
-	meSessions := bearerPool("me")
+	meSessions := bearerPool(imported("me"))
 	me := &scenario{
 		name: "me", title: "authenticated GET", method: http.MethodGet, path: "/v1/users/me", success: http.StatusOK,
 		prepare: func(ctx context.Context, c *client, rate float64, n int) (Fire, error) {
@@ -217,35 +223,24 @@ func catalogue(f *fixture) []*scenario {
 		},
 	}
 
-	var admins []*session
+	adminPool := bearerPool(func(ctx context.Context) ([]string, error) {
+		email, err := f.admin(ctx)
+		return slices.Repeat([]string{email}, adminSessions), err
+	})
 	adminList := &scenario{
 		name: "admin-list", title: "list (small pages)", method: http.MethodGet, path: "/v1/admin/users?limit=20", success: http.StatusOK,
 		prepare: func(ctx context.Context, c *client, rate float64, n int) (Fire, error) {
-			if admins == nil {
-				email, err := f.admin(ctx)
-				if err != nil {
-					return nil, err
-				}
-				emails := make([]string, adminSessions)
-				for i := range emails {
-					emails[i] = email
-				}
-				if admins, err = f.login(ctx, emails); err != nil {
-					admins = nil
-					return nil, err
-				}
-			}
-			if err := f.renew(ctx, admins); err != nil {
+			pool, err := adminPool(ctx)
+			if err != nil {
 				return nil, err
 			}
-			pool := admins
 			return func(ctx context.Context, i int) Outcome {
 				return c.call(ctx, http.MethodGet, "/v1/admin/users?limit=20", nil, pool[i%len(pool)].access, nil)
 			}, nil
 		},
 	}
 
-	patchSessions := bearerPool("patch")
+	patchSessions := bearerPool(imported("patch"))
 	var names [][]byte
 	for i := range 16 {
 		names = append(names, jsonBody(map[string]string{"name": fmt.Sprintf("bench patch %d", i)}))

@@ -313,6 +313,26 @@ func (f *fixture) settle(ctx context.Context, max time.Duration) (int64, error) 
 	}
 }
 
+// vacuum vacuums and analyses the server's database when its PostgreSQL
+// runs with autovacuum off (the shared one of this machine does), and
+// reports whether it did. usher's queue-like tables (outbox, cache_bumps,
+// one-time tokens) churn: left unvacuumed they bloat, and every later step
+// scans the dead rows. With autovacuum on it does nothing, and the run
+// measures the server maintained as it is.
+func (f *fixture) vacuum(ctx context.Context) (bool, error) {
+	var autovacuum string
+	if err := f.db.QueryRow(ctx, `SHOW autovacuum`).Scan(&autovacuum); err != nil {
+		return false, fmt.Errorf("read autovacuum: %w", err)
+	}
+	if autovacuum == "on" {
+		return false, nil
+	}
+	if _, err := f.db.Exec(ctx, `VACUUM (ANALYZE)`); err != nil {
+		return false, fmt.Errorf("vacuum: %w", err)
+	}
+	return true, nil
+}
+
 // setupCall is a setup request: a server still busy with the previous
 // step may shed it (503) or drop it, so it is tried a few times.
 func (f *fixture) setupCall(ctx context.Context, method, path string, body []byte, out any) Outcome {

@@ -80,3 +80,40 @@ func TestResetTokensAreUnsealedFromTheOutbox(t *testing.T) {
 		t.Fatalf("wrong key: got %v, want an error naming USHER_EVENT_KEY", err)
 	}
 }
+
+// Before a step the database is vacuumed exactly when its server runs
+// without autovacuum: the dead rows of a churned table are gone after it.
+func TestStepsVacuumOnlyWithoutAutovacuum(t *testing.T) {
+	ctx := t.Context()
+	url := testdb.New(t)
+	f, err := newFixture(ctx, Options{Database: url, Base: "http://127.0.0.1:1", Cores: 1}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	if _, err := f.db.Exec(ctx, `INSERT INTO cache_bumps (key) SELECT 'k' FROM generate_series(1, 1000)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Exec(ctx, `DELETE FROM cache_bumps`); err != nil {
+		t.Fatal(err)
+	}
+	var autovacuum string
+	if err := f.db.QueryRow(ctx, `SHOW autovacuum`).Scan(&autovacuum); err != nil {
+		t.Fatal(err)
+	}
+	vacuumed, err := f.vacuum(ctx)
+	if err != nil || vacuumed != (autovacuum == "off") {
+		t.Fatalf("autovacuum %s: vacuumed %v, %v; want vacuumed exactly when it is off", autovacuum, vacuumed, err)
+	}
+	if !vacuumed {
+		return
+	}
+	var dead int64
+	var last *time.Time
+	if err := f.db.QueryRow(ctx, `SELECT n_dead_tup, last_vacuum FROM pg_stat_user_tables WHERE relname = 'cache_bumps'`).Scan(&dead, &last); err != nil {
+		t.Fatal(err)
+	}
+	if dead != 0 || last == nil {
+		t.Fatalf("cache_bumps after the vacuum: %d dead rows, last vacuum %v; want 0 and a time", dead, last)
+	}
+}

@@ -65,11 +65,7 @@ func (l *link) channel(ctx context.Context) (*amqp.Channel, error) {
 }
 
 func (l *link) connect() (*amqp.Connection, *amqp.Channel, error) {
-	conn, err := amqp.DialConfig(l.url, amqp.Config{
-		Dial:       amqp.DefaultDial(5 * time.Second),
-		Heartbeat:  10 * time.Second,
-		Properties: amqp.Table{"connection_name": "usher-bridge " + l.topo.Namespace},
-	})
+	conn, err := l.topo.Dial(l.url, "usher-bridge")
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect: %w", err)
 	}

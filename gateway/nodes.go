@@ -26,6 +26,13 @@ type nodes struct {
 // answered within the request's budget.
 var errUnavailable = errors.New("no node answered")
 
+// outgoing is a Request with its body encoded along with it, not first on
+// its own and then again as raw JSON.
+type outgoing struct {
+	actors.Request
+	Body any `json:"body,omitempty"`
+}
+
 // call sends op with body to a node and returns its reply. The request
 // carries its remaining budget in milliseconds, not a deadline, so clocks
 // need not agree.
@@ -37,14 +44,7 @@ func (n *nodes) call(r *http.Request, op string, claims *actors.Claims, body any
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.timeout)
 	defer cancel()
-	req := actors.Request{ID: requestID(r), Claims: claims, Client: n.client(r)}
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return actors.Reply{}, fmt.Errorf("encode %s request: %w", op, err)
-		}
-		req.Body = raw
-	}
+	req := outgoing{Request: actors.Request{ID: requestID(r), Claims: claims, Client: n.client(r)}, Body: body}
 	if testhooks.Enabled {
 		req.Testhook = r.Header.Get("X-Usher-Testhook")
 	}

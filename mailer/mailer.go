@@ -220,11 +220,7 @@ func (m *mailer) run(ctx context.Context) error {
 // session connects, declares the topology and runs the workers until ctx
 // ends (nil) or the connection or a worker fails (its error).
 func (m *mailer) session(ctx context.Context, bo *retry.Backoff) error {
-	conn, err := amqp.DialConfig(m.cfg.AMQPURL, amqp.Config{
-		Dial:       amqp.DefaultDial(5 * time.Second),
-		Heartbeat:  10 * time.Second,
-		Properties: amqp.Table{"connection_name": "usher-mailer " + m.cfg.Namespace},
-	})
+	conn, err := m.topo.Dial(m.cfg.AMQPURL, "usher-mailer")
 	if err != nil {
 		return fmt.Errorf("connect to RabbitMQ: %w", err)
 	}

@@ -41,6 +41,17 @@ const unroutedTTL = 7 * 24 * time.Hour
 // unroutedMax bounds the unrouted queue: the oldest events go first.
 const unroutedMax = 100_000
 
+// Dial connects to RabbitMQ as role (usher-bridge, usher-mailer), named
+// with the namespace in RabbitMQ's connection list. Heartbeats let either
+// side notice a dead peer within seconds.
+func (t Topology) Dial(url, role string) (*amqp.Connection, error) {
+	return amqp.DialConfig(url, amqp.Config{
+		Dial:       amqp.DefaultDial(5 * time.Second),
+		Heartbeat:  10 * time.Second,
+		Properties: amqp.Table{"connection_name": role + " " + t.Namespace},
+	})
+}
+
 // NewTopology is the topology of namespace ns without delay queues.
 func NewTopology(ns string) Topology { return Topology{Namespace: ns} }
 

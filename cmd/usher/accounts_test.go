@@ -32,47 +32,56 @@ type response struct {
 	raw    string
 }
 
-func (a api) do(method, path, bearer string, body any) response {
-	a.t.Helper()
+// send makes one request to usher and checks the exchange against the
+// OpenAPI file, as every exchange of the end-to-end tests must match it. It
+// never fails the test, so goroutines may use it: a transport error or a
+// broken contract is its error.
+func send(method, url, bearer string, body any, header map[string]string) (response, error) {
 	var reqBody []byte
 	if body != nil {
 		reqBody, _ = json.Marshal(body)
 	}
-	req, _ := http.NewRequest(method, a.base+path, bytes.NewReader(reqBody))
+	req, _ := http.NewRequest(method, url, bytes.NewReader(reqBody))
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	client := http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return response{raw: err.Error()}, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	json.Unmarshal(raw, &r.body)
+	if err := contractViolation(req, reqBody, resp.StatusCode, resp.Header, raw); err != nil {
+		return r, fmt.Errorf("contract: %s %s → %d: %w\nresponse body: %s", method, req.URL.Path, resp.StatusCode, err, clip(raw))
+	}
+	return r, nil
+}
+
+func (a api) do(method, path, bearer string, body any) response {
+	a.t.Helper()
+	r, err := send(method, a.base+path, bearer, body, nil)
 	if err != nil {
 		a.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	// Every exchange of the end-to-end tests must match the OpenAPI file.
-	checkContract(a.t, req, reqBody, resp.StatusCode, resp.Header, raw)
-	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	json.Unmarshal(raw, &r.body)
 	return r
 }
 
-// doWithHook sends a body-less request with a testhooks fault trigger.
-func (a api) doWithHook(method, path, bearer, hook string) response {
-	req, _ := http.NewRequest(method, a.base+path, nil)
-	req.Header.Set("X-Usher-Testhook", hook)
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := http.DefaultClient.Do(req)
+// doWithHook sends a request with a testhooks fault trigger. Goroutines
+// may use it: a failed exchange is status 0 with the error as raw.
+func (a api) doWithHook(method, path, bearer, hook string, body any) response {
+	r, err := send(method, a.base+path, bearer, body, map[string]string{"X-Usher-Testhook": hook})
 	if err != nil {
 		return response{raw: err.Error()}
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	json.Unmarshal(raw, &r.body)
 	return r
 }
 

@@ -43,7 +43,7 @@ func TestConcurrentMissesLoadOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// The hold keeps the first load open until all 100 have arrived.
-			r := a.doWithHook("GET", "/v1/users/me", p.access, "cache.fill.hold")
+			r := a.doWithHook("GET", "/v1/users/me", p.access, "cache.fill.hold", nil)
 			if r.status != 200 {
 				t.Errorf("concurrent read: got %d %s", r.status, r.raw)
 			}
@@ -137,7 +137,7 @@ func TestFillRacingAWriteIsNeverServed(t *testing.T) {
 	a, _ := serveAPI(t)
 	p := a.do("POST", "/v1/auth/register", "", map[string]string{"email": "race@example.com", "password": "racing the cache"}).want(t, "register", 201).pair()
 	done := make(chan response)
-	go func() { done <- a.doWithHook("GET", "/v1/users/me", p.access, "cache.fill.hold") }()
+	go func() { done <- a.doWithHook("GET", "/v1/users/me", p.access, "cache.fill.hold", nil) }()
 	time.Sleep(300 * time.Millisecond) // the fill has loaded the old name and waits
 	a.do("PATCH", "/v1/users/me", p.access, map[string]string{"name": "After"}).want(t, "patch", 200)
 	if r := <-done; r.status != 200 {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -240,20 +238,11 @@ func waitMails(t *testing.T, mp *mailpittest.Mailpit, addr string, n int, within
 // register posts a registration without the test helpers that call
 // t.Fatal, so that goroutines may use it; it still checks the contract.
 func register(base, email, password string) (int, string) {
-	body, _ := json.Marshal(map[string]string{"email": email, "password": password})
-	req, _ := http.NewRequest(http.MethodPost, base+"/v1/auth/register", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	client := http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
+	r, err := send(http.MethodPost, base+"/v1/auth/register", "", map[string]string{"email": email, "password": password}, nil)
 	if err != nil {
-		return 0, err.Error()
+		return r.status, err.Error()
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if err := contractViolation(req, body, resp.StatusCode, resp.Header, raw); err != nil {
-		return resp.StatusCode, "contract: " + err.Error()
-	}
-	return resp.StatusCode, string(raw)
+	return r.status, r.raw
 }
 
 // queueDepth is the number of ready messages in a queue, -1 if it does

@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/term"
 
@@ -92,8 +91,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		HashSamples: *samples, EnumTrials: *trials, SkipEnumeration: *noEnum, CapacityProbes: *probes,
 		Timeout: *timeout, MaxInFlight: *inflight, SMTPSink: *sink, Out: *out, Log: stderr,
 	}
+	// An explicit zero means none; in Options a zero takes the default.
 	if *warmup == 0 {
-		o.Warmup = time.Nanosecond // an explicit zero means none, not the default
+		o.Warmup = -1
+	}
+	if *pause == 0 {
+		o.Pause = -1
 	}
 	if o.Database == "" {
 		o.Database = getenv("USHER_DATABASE_URL")
