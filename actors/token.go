@@ -83,11 +83,12 @@ func (a *tokenActor) requestReset(ctx context.Context, m RequestReset) {
 }
 
 // confirmReset checks the token before spending a hash on the new
-// password, then uses it in the transaction that sets the password and ends
+// password, then uses it in the statements that set the password and end
 // every session.
 func (a *tokenActor) confirmReset(ctx context.Context, m ConfirmReset) {
 	hash := hashToken(m.Token)
-	if err := a.db.TokenState(ctx, hash, store.PurposeReset); err != nil {
+	u, err := a.db.TokenOwner(ctx, hash, store.PurposeReset)
+	if err != nil {
 		a.fail(m.Call, err)
 		return
 	}
@@ -96,9 +97,12 @@ func (a *tokenActor) confirmReset(ctx context.Context, m ConfirmReset) {
 		a.fail(m.Call, err)
 		return
 	}
-	ch, err := a.db.ResetPassword(ctx, hash, newHash, func(u store.User) (event.Envelope, error) {
-		return a.mailEvent(event.PasswordChanged, u.ID, event.Mail{To: u.Email})
-	})
+	ev, err := a.mailEvent(event.PasswordChanged, u.ID, event.Mail{To: u.Email})
+	if err != nil {
+		a.fail(m.Call, err)
+		return
+	}
+	ch, err := a.db.ResetPassword(ctx, hash, newHash, u.ID, ev)
 	if err != nil {
 		a.fail(m.Call, err)
 		return

@@ -68,11 +68,11 @@ func TestResetRequestForUnknownEmailWritesNothing(t *testing.T) {
 	if err := db.RequestReset(ctx, "known@example.com", OneTimeToken{Hash: []byte("c"), Purpose: PurposeReset, TTL: time.Hour}, ev()); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.TokenState(ctx, []byte("b"), PurposeReset); !errors.Is(err, ErrTokenInvalid) {
+	if _, err := db.TokenOwner(ctx, []byte("b"), PurposeReset); !errors.Is(err, ErrTokenInvalid) {
 		t.Fatalf("superseded token: got %v, want ErrTokenInvalid", err)
 	}
-	if err := db.TokenState(ctx, []byte("c"), PurposeReset); err != nil {
-		t.Fatalf("newest token: got %v, want usable", err)
+	if owner, err := db.TokenOwner(ctx, []byte("c"), PurposeReset); err != nil || owner.ID != u.ID || owner.Email != "known@example.com" {
+		t.Fatalf("newest token: got %+v, %v; want usable, of %s", owner, err, u.ID)
 	}
 }
 
@@ -102,7 +102,7 @@ func TestTokensAreSingleUseAndExpire(t *testing.T) {
 	// A verification token does not reset a password, and is still good
 	// for verification afterwards.
 	db.RequestVerification(ctx, u.ID, OneTimeToken{Hash: []byte("v3"), Purpose: PurposeVerify, TTL: time.Hour}, event.Envelope{ID: uuid.NewString(), Type: event.VerificationRequested, OccurredAt: time.Now()})
-	if _, err := db.ResetPassword(ctx, []byte("v3"), "h2", noEvent); !errors.Is(err, ErrTokenInvalid) {
+	if _, err := db.ResetPassword(ctx, []byte("v3"), "h2", u.ID, changedEvent(u.ID)); !errors.Is(err, ErrTokenInvalid) {
 		t.Fatalf("a token of the wrong purpose: got %v, want ErrTokenInvalid", err)
 	}
 	if _, _, err := db.ConfirmVerification(ctx, []byte("v3"), noEvent); err != nil {
@@ -247,6 +247,76 @@ func TestStartSessionOnlyForTheVerifiedCredentials(t *testing.T) {
 	}
 }
 
+// A reset uses its token, sets the hash, moves the credentials version on,
+// ends every session and records the bumps and the event, all in one; a
+// token it cannot use changes nothing.
+func TestResetPasswordDoesAllOrNothing(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	u, err := db.CreateUser(ctx, NewUser{Email: "reset@example.com", PasswordHash: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sessions []string
+	for range 2 {
+		_, s, _, err := db.StartSession(ctx, u.ID, u.CredentialsVersion, NewSession{ID: uuid.NewString(), Lifetime: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, s.ID)
+	}
+	request := func(token string) {
+		t.Helper()
+		if err := db.RequestReset(ctx, u.Email, OneTimeToken{Hash: []byte(token), Purpose: PurposeReset, TTL: time.Hour},
+			event.Envelope{ID: uuid.NewString(), Type: event.ResetRequested, OccurredAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func() string {
+		var s string
+		if err := db.pool.QueryRow(ctx, `
+			SELECT u.password_hash || ' v' || u.credentials_version
+				|| ' ended ' || (SELECT count(*) FROM sessions WHERE user_id = u.id AND revoked_at IS NOT NULL)
+				|| ' events ' || (SELECT count(*) FROM outbox WHERE type = $2)
+			FROM users u WHERE u.id = $1`, u.ID, event.PasswordChanged).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	request("t1")
+	before := state()
+	if _, err := db.ResetPassword(ctx, []byte("t1"), "new", uuid.NewString(), changedEvent(u.ID)); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("another user's reset with this token: got %v, want ErrTokenInvalid", err)
+	}
+	if _, err := db.ResetPassword(ctx, []byte("unknown"), "new", u.ID, changedEvent(u.ID)); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("unknown token: got %v, want ErrTokenInvalid", err)
+	}
+	if got := state(); got != before {
+		t.Fatalf("refused resets changed %q into %q", before, got)
+	}
+
+	ch, err := db.ResetPassword(ctx, []byte("t1"), "new", u.ID, changedEvent(u.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ch.Ended)
+	slices.Sort(sessions)
+	if !slices.Equal(ch.Ended, sessions) {
+		t.Fatalf("ended sessions: got %v, want %v", ch.Ended, sessions)
+	}
+	wantBumps(t, db, ch, UserKey(u.ID), ListKey)
+	if got, want := state(), fmt.Sprintf("new v%d ended 2 events 1", u.CredentialsVersion+1); got != want {
+		t.Fatalf("after the reset: got %q, want %q", got, want)
+	}
+	if _, err := db.ResetPassword(ctx, []byte("t1"), "newer", u.ID, changedEvent(u.ID)); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("the token again: got %v, want ErrTokenInvalid", err)
+	}
+	if got, want := state(), fmt.Sprintf("new v%d ended 2 events 1", u.CredentialsVersion+1); got != want {
+		t.Fatalf("after a reused token: got %q, want still %q", got, want)
+	}
+}
+
 func TestRefreshReuseEndsTheSessionDurably(t *testing.T) {
 	db := openTestDB(t)
 	ctx := t.Context()
@@ -355,4 +425,54 @@ func wantBumps(t *testing.T, db *DB, ch Change, keys ...string) {
 	if err != nil || !slices.Equal(recorded, keys) {
 		t.Fatalf("rows named by the bump ids %v: got %q, %v; want %q", ch.BumpIDs, recorded, err, keys)
 	}
+}
+
+// BenchmarkStartSession is a login's write: a session started under the
+// user row's lock, for the credentials version the login verified.
+func BenchmarkStartSession(b *testing.B) {
+	db := openBenchDB(b)
+	ctx := context.Background()
+	u, err := db.CreateUser(ctx, NewUser{Email: "login@example.com", PasswordHash: "h"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := db.StartSession(ctx, u.ID, u.CredentialsVersion, NewSession{ID: uuid.NewString(), Lifetime: time.Hour}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkResetPassword is a reset confirmation's write: the token used,
+// the password set, the sessions ended, the cache bumps and the event
+// recorded. Requesting each token is not timed.
+func BenchmarkResetPassword(b *testing.B) {
+	db := openBenchDB(b)
+	ctx := context.Background()
+	email := "reset@example.com"
+	if _, err := db.CreateUser(ctx, NewUser{Email: email, PasswordHash: "h"}); err != nil {
+		b.Fatal(err)
+	}
+	u, err := db.UserByEmail(ctx, email)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		token := []byte(uuid.NewString())
+		if err := db.RequestReset(ctx, email, OneTimeToken{Hash: token, Purpose: PurposeReset, TTL: time.Hour},
+			event.Envelope{ID: uuid.NewString(), Type: event.ResetRequested, OccurredAt: time.Now()}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, err := db.ResetPassword(ctx, token, uuid.NewString(), u.ID, changedEvent(u.ID)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func changedEvent(userID string) event.Envelope {
+	return event.Envelope{ID: uuid.NewString(), Type: event.PasswordChanged, OccurredAt: time.Now(), UserID: userID}
 }

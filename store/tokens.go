@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/usher-auth/usher/internal/event"
 )
@@ -87,29 +88,30 @@ func (db *DB) RequestReset(ctx context.Context, email string, t OneTimeToken, ev
 	})
 }
 
-// TokenState reports whether a token could be used now, without using it:
-// callers check before spending a password hash on it.
-func (db *DB) TokenState(ctx context.Context, hash []byte, purpose string) error {
-	return tokenState(ctx, db.pool, hash, purpose)
+// TokenOwner returns the user of a token that could be used now, without
+// using it: callers check before spending a password hash on it.
+func (db *DB) TokenOwner(ctx context.Context, hash []byte, purpose string) (User, error) {
+	return tokenOwner(ctx, db.pool, hash, purpose)
 }
 
-// tokenState is TokenState on q: the pool, or a transaction.
-func tokenState(ctx context.Context, q interface {
+// tokenOwner is TokenOwner on q: the pool, or a transaction.
+func tokenOwner(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, hash []byte, purpose string) error {
+}, hash []byte, purpose string) (User, error) {
 	var expired bool
-	err := q.QueryRow(ctx, `
-		SELECT expires_at <= now() FROM one_time_tokens
-		WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL`, hash, purpose).Scan(&expired)
+	u, err := scanUser(q.QueryRow(ctx, `
+		SELECT `+userColumns+`, t.expires_at <= now()
+		FROM one_time_tokens t JOIN users u ON u.id = t.user_id
+		WHERE t.token_hash = $1 AND t.purpose = $2 AND t.used_at IS NULL`, hash, purpose), &expired)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return ErrTokenInvalid
+	case errors.Is(err, ErrNotFound):
+		return u, ErrTokenInvalid
 	case err != nil:
-		return fmt.Errorf("token state: %w", err)
+		return u, fmt.Errorf("token owner: %w", err)
 	case expired:
-		return ErrTokenExpired
+		return u, ErrTokenExpired
 	}
-	return nil
+	return u, nil
 }
 
 // useToken marks a token used and applies set (SQL assignments; args are
@@ -125,7 +127,7 @@ func useToken(ctx context.Context, tx pgx.Tx, hash []byte, purpose, set string, 
 		RETURNING `+userColumns, append([]any{hash, purpose}, args...)...))
 	if errors.Is(err, ErrNotFound) {
 		// Why not: expired, or unknown or used (or used or expired just now).
-		if err := tokenState(ctx, tx, hash, purpose); err != nil {
+		if _, err := tokenOwner(ctx, tx, hash, purpose); err != nil {
 			return User{}, err
 		}
 		return User{}, ErrTokenInvalid
@@ -158,26 +160,64 @@ func (db *DB) ConfirmVerification(ctx context.Context, hash []byte, ev func(User
 	return u, ch, err
 }
 
-// ResetPassword uses a reset token, sets the new hash, bumps the credentials
-// version and ends every session, with the event made by ev.
-func (db *DB) ResetPassword(ctx context.Context, hash []byte, newHash string, ev func(User) (event.Envelope, error)) (Change, error) {
-	var ch Change
-	err := db.tx(ctx, func(tx pgx.Tx) error {
-		u, err := useToken(ctx, tx, hash, PurposeReset, `password_hash = $3, credentials_version = credentials_version + 1`, newHash)
-		if err != nil {
-			return err
-		}
-		ended, err := revokeSessions(ctx, tx, `user_id = $1`, u.ID)
-		if err != nil {
-			return err
-		}
-		e, err := ev(u)
-		if err != nil {
-			return err
-		}
-		ch, err = userChanged(ctx, tx, u.ID, e)
-		ch.Ended = ended
-		return err
+// ResetPassword uses the reset token of user userID (TokenOwner found it
+// before the hash), sets the new hash, bumps the credentials version, ends
+// every session and records the cache bumps and ev, in one round trip: a
+// batch of two statements, which PostgreSQL runs as one implicit
+// transaction. The second statement has a snapshot of its own, taken after
+// the first locked the user row, so it ends a session a racing login
+// committed meanwhile. It does its work only where the first set newHash,
+// which nothing else can have written (its salt is new).
+func (db *DB) ResetPassword(ctx context.Context, hash []byte, newHash, userID string, ev event.Envelope) (Change, error) {
+	ch := Change{BumpKeys: []string{UserKey(userID), ListKey}}
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return ch, fmt.Errorf("encode event %s: %w", ev.Type, err)
+	}
+	used := false
+	batch := &pgx.Batch{}
+	batch.Queue(`
+		WITH t AS (
+			UPDATE one_time_tokens SET used_at = now()
+			WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now() AND user_id = $3
+			RETURNING user_id
+		)
+		UPDATE users u SET password_hash = $4, credentials_version = credentials_version + 1, updated_at = now()
+		FROM t WHERE u.id = t.user_id`, hash, PurposeReset, userID, newHash).Exec(func(tag pgconn.CommandTag) error {
+		used = tag.RowsAffected() == 1
+		return nil
 	})
-	return ch, err
+	batch.Queue(`
+		WITH u AS (
+			SELECT id FROM users WHERE id = $1 AND password_hash = $2
+		), ended AS (
+			UPDATE sessions SET revoked_at = now()
+			WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM u)
+			RETURNING id
+		), logged AS (
+			INSERT INTO revoked_sessions (session_id, revoked_at)
+			SELECT id, clock_timestamp() FROM ended
+			ON CONFLICT (session_id) DO NOTHING
+			RETURNING session_id
+		), b AS (
+			INSERT INTO cache_bumps (key) SELECT unnest($3::text[]) FROM u RETURNING id
+		), ev AS (
+			INSERT INTO outbox (id, type, user_id, occurred_at, payload)
+			SELECT $4, $5, u.id, $6, $7 FROM u
+		)
+		SELECT array(SELECT session_id::text FROM logged), array(SELECT id FROM b ORDER BY id)`,
+		userID, newHash, ch.BumpKeys, ev.ID, ev.Type, ev.OccurredAt, payload).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&ch.Ended, &ch.BumpIDs)
+	})
+	if err := db.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return ch, fmt.Errorf("reset password: %w", err)
+	}
+	if !used {
+		// Why not: expired, or used (or used or expired just now).
+		if _, err := db.TokenOwner(ctx, hash, PurposeReset); err != nil {
+			return Change{}, err
+		}
+		return Change{}, ErrTokenInvalid
+	}
+	return ch, nil
 }

@@ -142,15 +142,24 @@ func Eventually(t testing.TB, within time.Duration, cond func() string) {
 	}
 }
 
-// FreeAddr returns a loopback address with a port nothing listens on now.
+// FreeAddr returns a loopback address with a port nothing listens on now,
+// below Linux's ephemeral range (32768 and up): a port the kernel picked
+// for a listener on :0 is one it may give the next outgoing connection of
+// any test before the process meant to listen on it binds it.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		var b [2]byte
+		rand.Read(b[:])
+		port := 20000 + (int(b[0])<<8|int(b[1]))%12000
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			defer l.Close()
+			return l.Addr().String()
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port between 20000 and 32000 in 100 tries")
+	return ""
 }
 
 // Env builds a getenv func from KEY=VALUE pairs; later pairs win.
