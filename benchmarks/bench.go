@@ -378,7 +378,7 @@ func Run(ctx context.Context, o Options) (Results, error) {
 	}
 	res.HashTime = ht
 	b.logf("hash time: %.1f ms median (min %.1f, max %.1f) with %s", ht.MedianMs, ht.MinMs, ht.MaxMs, ht.Params())
-	if ht.OthersShare > 0.1 || ht.MedianMs > 1.5*ht.MinMs {
+	if ht.disturbed() {
 		b.note("the machine was not idle while the hash time was measured (other work took %.0f%% of its CPUs in the attempt kept of %d; median %.1f ms vs min %.1f ms): hashing floors and targets derived from it are off",
 			100*ht.OthersShare, ht.Attempts, ht.MedianMs, ht.MinMs)
 	}
@@ -633,7 +633,9 @@ func (b *bench) step(ctx context.Context, sc *scenario, sr *ScenarioResult, mode
 			b.note("%d events were still unpublished or their email unsent after %v (are the relay and the mailer running, with an SMTP server?); steps no longer wait for them", left, settleWait)
 		}
 	}
-	b.progress(prefix + "  vacuuming the database if autovacuum is off")
+	if b.f.autovacuumOff {
+		b.progress(prefix + "  vacuuming the database (autovacuum is off)")
+	}
 	switch vacuumed, err := b.f.vacuum(ctx); {
 	case err != nil:
 		b.note("the database was not vacuumed before a step: %v", err)

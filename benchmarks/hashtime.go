@@ -35,6 +35,21 @@ type HashTime struct {
 	Attempts    int     `json:"attempts"`
 }
 
+// What counts as an idle machine for the hash time: CPUs at least
+// idleEnough idle before it, other work at most othersAtMost of the machine
+// while it is timed, and the median within unsteadyOver × the fastest.
+const (
+	idleEnough   = 0.9
+	othersAtMost = 0.1
+	unsteadyOver = 1.15
+)
+
+// disturbed reports whether other work or unsteady hashes spoiled the
+// measurement.
+func (h HashTime) disturbed() bool {
+	return h.OthersShare > othersAtMost || h.MedianMs > unsteadyOver*h.MinMs
+}
+
 // Median is the measured hash time.
 func (h HashTime) Median() time.Duration {
 	return time.Duration(h.MedianMs * float64(time.Millisecond))
@@ -92,20 +107,19 @@ func measureIdleHashTime(ctx context.Context, p password.Params, n int) (HashTim
 	for attempt := 1; attempt <= 5 && ctx.Err() == nil; attempt++ {
 		made = attempt
 		waitIdle(ctx, time.Minute)
-		busy0, idle0 := cpuTicks()
+		before := readCPU()
 		ht, hash, err := MeasureHashTime(p, n)
 		if err != nil {
 			return ht, "", err
 		}
-		busy1, idle1 := cpuTicks()
-		if total := (busy1 - busy0) + (idle1 - idle0); total > 0 {
+		if busy, _, ok := readCPU().busySince(before); ok {
 			// One CPU hashing is the measurement itself.
-			ht.OthersShare = max(0, float64(busy1-busy0)/float64(total)-1/float64(runtime.NumCPU()))
+			ht.OthersShare = max(0, busy-1/float64(runtime.NumCPU()))
 		}
 		if attempt == 1 || ht.MedianMs < best.MedianMs {
 			best, bestHash = ht, hash
 		}
-		if ht.OthersShare <= 0.1 && ht.MedianMs <= 1.15*ht.MinMs {
+		if !ht.disturbed() {
 			break
 		}
 	}
@@ -114,32 +128,34 @@ func measureIdleHashTime(ctx context.Context, p password.Params, n int) (HashTim
 }
 
 // waitIdle waits, up to limit, for a second in which the machine's CPUs
-// were at least 90% idle, so that the hash time is not measured while the
-// server is still starting or a build is finishing. Without /proc/stat it
-// returns at once.
+// were at least idleEnough idle, so that the hash time is not measured
+// while the server is still starting or a build is finishing. Without
+// /proc/stat it returns after that first second.
 func waitIdle(ctx context.Context, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
-		busy0, idle0 := cpuTicks()
+		before := readCPU()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
 		}
-		busy1, idle1 := cpuTicks()
-		total := (busy1 - busy0) + (idle1 - idle0)
-		if total == 0 || float64(idle1-idle0)/float64(total) >= 0.9 || time.Now().After(deadline) {
+		busy, _, ok := readCPU().busySince(before)
+		if !ok || busy <= 1-idleEnough || time.Now().After(deadline) {
 			return
 		}
 	}
 }
 
-// cpuTicks reads the machine's busy and idle CPU time so far from
-// /proc/stat (Linux; 0 elsewhere).
-func cpuTicks() (busy, idle uint64) {
+// cpuSample is the machine's busy and idle CPU time so far, all CPUs
+// together, in /proc/stat's ticks (USER_HZ, 100 a second on Linux).
+type cpuSample struct{ busy, idle uint64 }
+
+// readCPU samples /proc/stat (Linux; zero elsewhere).
+func readCPU() cpuSample {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return cpuSample{}
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	return parseCPUTicks(line)
@@ -147,19 +163,31 @@ func cpuTicks() (busy, idle uint64) {
 
 // parseCPUTicks reads /proc/stat's first line: "cpu" then user nice system
 // idle iowait irq softirq steal; idle and iowait count as idle.
-func parseCPUTicks(line string) (busy, idle uint64) {
+func parseCPUTicks(line string) cpuSample {
+	var s cpuSample
 	for i, f := range strings.Fields(line) {
 		v, err := strconv.ParseUint(f, 10, 64)
 		if i == 0 || i > 8 || err != nil {
 			continue
 		}
 		if i == 4 || i == 5 {
-			idle += v
+			s.idle += v
 		} else {
-			busy += v
+			s.busy += v
 		}
 	}
-	return busy, idle
+	return s
+}
+
+// busySince is the share of the machine's CPU time that was busy since
+// prev, and that busy time; ok is false when no tick passed (or there is
+// no /proc/stat).
+func (s cpuSample) busySince(prev cpuSample) (share float64, busy time.Duration, ok bool) {
+	b, i := s.busy-prev.busy, s.idle-prev.idle
+	if b+i == 0 {
+		return 0, 0, false
+	}
+	return float64(b) / float64(b+i), time.Duration(b) * time.Second / 100, true
 }
 
 // loadAverage reads the one-minute load average (Linux); 0 elsewhere.

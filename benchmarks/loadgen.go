@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -272,8 +271,7 @@ func Generate(ctx context.Context, l Load, fire Fire) *Recording {
 	}()
 
 	cpu0 := cpuTime()
-	busy0, idle0 := cpuTicks()
-	ticked := time.Now()
+	machine0 := readCPU()
 	// Requests run on a pool of workers that grows whenever none is idle,
 	// up to MaxInFlight: reusing goroutines keeps their grown stacks, which
 	// a goroutine per request would build again each time.
@@ -347,9 +345,8 @@ schedule:
 	close(jobs)
 	wg.Wait()
 	rec.CPU = cpuTime() - cpu0
-	if busy1, idle1 := cpuTicks(); busy1+idle1 > busy0+idle0 {
-		rec.MachineBusy = float64(busy1-busy0) / float64(busy1-busy0+idle1-idle0)
-		rec.MachineCPU = time.Duration(rec.MachineBusy * float64(runtime.NumCPU()) * float64(time.Since(ticked)))
+	if share, busy, ok := readCPU().busySince(machine0); ok {
+		rec.MachineBusy, rec.MachineCPU = share, busy
 	}
 	close(stopProgress)
 	<-progressDone

@@ -42,6 +42,9 @@ type fixture struct {
 	hash   string        // argon2id of benchPassword with the server's parameters
 	runID  string
 	next   atomic.Int64
+	// autovacuumOff: the server's PostgreSQL does not vacuum by itself, so
+	// usher-bench does before each step (vacuum).
+	autovacuumOff bool
 
 	adminOnce  sync.Once
 	adminEmail string
@@ -63,6 +66,12 @@ func newFixture(ctx context.Context, o Options, hash string) (*fixture, error) {
 		return nil, fmt.Errorf("database %s: %w", redactURL(o.Database), err)
 	}
 	f := &fixture{o: o, api: newClient(o.Base, 64), db: db, hash: hash, runID: randomID()}
+	var autovacuum string
+	if err := db.QueryRow(pctx, `SHOW autovacuum`).Scan(&autovacuum); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read autovacuum: %w", err)
+	}
+	f.autovacuumOff = autovacuum != "on"
 	if o.EventKey != "" {
 		key, err := token.ParseSecret(o.EventKey)
 		if err != nil {
@@ -320,11 +329,7 @@ func (f *fixture) settle(ctx context.Context, max time.Duration) (int64, error) 
 // scans the dead rows. With autovacuum on it does nothing, and the run
 // measures the server maintained as it is.
 func (f *fixture) vacuum(ctx context.Context) (bool, error) {
-	var autovacuum string
-	if err := f.db.QueryRow(ctx, `SHOW autovacuum`).Scan(&autovacuum); err != nil {
-		return false, fmt.Errorf("read autovacuum: %w", err)
-	}
-	if autovacuum == "on" {
+	if !f.autovacuumOff {
 		return false, nil
 	}
 	if _, err := f.db.Exec(ctx, `VACUUM (ANALYZE)`); err != nil {

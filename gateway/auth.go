@@ -100,9 +100,11 @@ func (k *keyring) reload(ctx context.Context) error {
 	return nil
 }
 
-// reloadEvery reloads the keys every keyReloadEvery until ctx ends, so a
-// retired key stops verifying and the JWKS follows rotations without a
-// request waiting for the database.
+// reloadEvery reloads the keys every keyReloadEvery until ctx ends, unless
+// an unknown kid made a request reload them within the last half of it, so
+// the JWKS follows rotations and a retired key stops verifying new tokens
+// without a request waiting for the database. (A token verified before
+// stays remembered until it expires.)
 func (k *keyring) reloadEvery(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(keyReloadEvery)
 	defer t.Stop()
@@ -112,10 +114,7 @@ func (k *keyring) reloadEvery(ctx context.Context, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
-		k.reloading.Lock()
-		err := k.reload(ctx)
-		k.reloading.Unlock()
-		if err != nil && ctx.Err() == nil {
+		if err := k.reloadSince(ctx, time.Now().Add(-keyReloadEvery/2)); err != nil && ctx.Err() == nil {
 			log.Warn("reload signing keys", "err", err)
 		}
 	}
@@ -130,21 +129,21 @@ func (k *keyring) lastLoad() time.Time {
 // reloadSince makes sure the keys were loaded after since: it reloads, at
 // most once per keyReloadOnMiss (waiting for the next slot), unless another
 // caller already did.
-func (k *keyring) reloadSince(ctx context.Context, since time.Time) {
+func (k *keyring) reloadSince(ctx context.Context, since time.Time) error {
 	k.reloading.Lock()
 	defer k.reloading.Unlock()
 	last := k.lastLoad()
 	if last.After(since) {
-		return
+		return nil
 	}
 	if wait := time.Until(last.Add(keyReloadOnMiss)); wait > 0 {
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		}
 	}
-	k.reload(ctx)
+	return k.reload(ctx)
 }
 
 func (k *keyring) jwksJSON() []byte {

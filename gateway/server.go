@@ -59,11 +59,11 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)
 	}
-	go keys.reloadEvery(ctx, cfg.Log)
 	revoked, err := startRevocations(ctx, cfg.NATS, cfg.DB, cfg.Namespace, cfg.AccessTTL+token.Leeway, cfg.Log)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to revocations: %w", err)
 	}
+	go keys.reloadEvery(ctx, cfg.Log)
 	s := &server{
 		log:     cfg.Log,
 		db:      cfg.DB,

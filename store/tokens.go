@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/usher-auth/usher/internal/event"
 )
@@ -114,23 +113,31 @@ func tokenOwner(ctx context.Context, q interface {
 	return u, nil
 }
 
-// useToken marks a token used and applies set (SQL assignments; args are
-// $3…) to its user in one statement, returning the user as updated.
-func useToken(ctx context.Context, tx pgx.Tx, hash []byte, purpose, set string, args ...any) (User, error) {
+// tokenRefused says why a token could not be used: expired, or unknown or
+// used (or used or expired just now).
+func tokenRefused(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, hash []byte, purpose string) error {
+	if _, err := tokenOwner(ctx, q, hash, purpose); err != nil {
+		return err
+	}
+	return ErrTokenInvalid
+}
+
+// verifyEmail uses a verification token and marks its user's email
+// verified in one statement, returning the user as updated.
+func verifyEmail(ctx context.Context, tx pgx.Tx, hash []byte) (User, error) {
 	u, err := scanUser(tx.QueryRow(ctx, `
 		WITH t AS (
 			UPDATE one_time_tokens SET used_at = now()
 			WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()
 			RETURNING user_id
 		)
-		UPDATE users u SET `+set+`, updated_at = now() FROM t WHERE u.id = t.user_id
-		RETURNING `+userColumns, append([]any{hash, purpose}, args...)...))
+		UPDATE users u SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
+		FROM t WHERE u.id = t.user_id
+		RETURNING `+userColumns, hash, PurposeVerify))
 	if errors.Is(err, ErrNotFound) {
-		// Why not: expired, or unknown or used (or used or expired just now).
-		if _, err := tokenOwner(ctx, tx, hash, purpose); err != nil {
-			return User{}, err
-		}
-		return User{}, ErrTokenInvalid
+		return User{}, tokenRefused(ctx, tx, hash, PurposeVerify)
 	}
 	if err != nil {
 		return User{}, fmt.Errorf("use token: %w", err)
@@ -147,7 +154,7 @@ func (db *DB) ConfirmVerification(ctx context.Context, hash []byte, ev func(User
 	)
 	err := db.tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		if u, err = useToken(ctx, tx, hash, PurposeVerify, `email_verified_at = coalesce(email_verified_at, now())`); err != nil {
+		if u, err = verifyEmail(ctx, tx, hash); err != nil {
 			return err
 		}
 		e, err := ev(u)
@@ -174,7 +181,6 @@ func (db *DB) ResetPassword(ctx context.Context, hash []byte, newHash, userID st
 	if err != nil {
 		return ch, fmt.Errorf("encode event %s: %w", ev.Type, err)
 	}
-	used := false
 	batch := &pgx.Batch{}
 	batch.Queue(`
 		WITH t AS (
@@ -183,10 +189,7 @@ func (db *DB) ResetPassword(ctx context.Context, hash []byte, newHash, userID st
 			RETURNING user_id
 		)
 		UPDATE users u SET password_hash = $4, credentials_version = credentials_version + 1, updated_at = now()
-		FROM t WHERE u.id = t.user_id`, hash, PurposeReset, userID, newHash).Exec(func(tag pgconn.CommandTag) error {
-		used = tag.RowsAffected() == 1
-		return nil
-	})
+		FROM t WHERE u.id = t.user_id`, hash, PurposeReset, userID, newHash)
 	batch.Queue(`
 		WITH u AS (
 			SELECT id FROM users WHERE id = $1 AND password_hash = $2
@@ -212,12 +215,9 @@ func (db *DB) ResetPassword(ctx context.Context, hash []byte, newHash, userID st
 	if err := db.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return ch, fmt.Errorf("reset password: %w", err)
 	}
-	if !used {
-		// Why not: expired, or used (or used or expired just now).
-		if _, err := db.TokenOwner(ctx, hash, PurposeReset); err != nil {
-			return Change{}, err
-		}
-		return Change{}, ErrTokenInvalid
+	if len(ch.BumpIDs) == 0 {
+		// The second statement found no newHash: the first used no token.
+		return Change{}, tokenRefused(ctx, db.pool, hash, PurposeReset)
 	}
 	return ch, nil
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -149,9 +150,7 @@ func Eventually(t testing.TB, within time.Duration, cond func() string) {
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	for range 100 {
-		var b [2]byte
-		rand.Read(b[:])
-		port := 20000 + (int(b[0])<<8|int(b[1]))%12000
+		port := 20000 + mathrand.IntN(12000)
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			defer l.Close()
