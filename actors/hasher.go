@@ -2,7 +2,7 @@ package actors
 
 import (
 	"errors"
-	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,27 +12,60 @@ import (
 
 // Hasher errors: the caller answers overloaded or unavailable at once.
 var (
-	ErrOverloaded   = errors.New("hasher: queue full")
+	ErrOverloaded   = errors.New("hasher: overloaded")
 	errBudgetSpent  = errors.New("hasher: request budget spent in the queue")
 	errHashPanicked = errors.New("hasher: job panicked")
 )
 
-// hasher runs password hashing on GOMAXPROCS workers behind a bounded queue,
-// so hashing never takes more than the machine's cores and a burst is shed
-// rather than queued without end.
+// The hasher's admission rule. A job is refused at once when the wait it
+// can expect (the jobs queued ahead of it at the recent pace, shared by the
+// workers) exceeds maxWait: a burst or a stall of the machine is ridden out
+// up to there, and an admitted login still answers within its 300 ms P99.
+// When, over the last interval, jobs were offered at over overloadRatio
+// times the rate the workers finished them, the offered load is far beyond
+// capacity and no burst will drain: then only jobs expecting at most
+// overloadWait are admitted, so that the admitted ones keep short waits.
+// Near capacity offered and finished jobs stay close, and a stall would
+// have to stop the workers for half an interval to look like overload.
+const (
+	maxWait       = 250 * time.Millisecond
+	overloadWait  = 50 * time.Millisecond
+	overloadRatio = 2
+	interval      = time.Second
+	// The queue's capacity, in jobs per worker: a backstop far beyond what
+	// the rule admits, for a pace not yet known.
+	queuePerWorker = 64
+)
+
+// hasher runs password hashing on a fixed number of workers (one per core)
+// behind a queue with the admission rule above, so hashing never takes
+// more than the machine's cores and load beyond them is shed rather than
+// queued.
 type hasher struct {
-	jobs     chan func()
+	jobs    chan func()
+	workers int
+
+	mu          sync.Mutex
+	queued      int           // admitted jobs not yet started
+	pace        time.Duration // moving average of a job's run time
+	windowStart time.Time
+	offered     int // jobs offered in the current interval
+	finished    int // jobs finished in it
+	overloaded  bool
+
 	sup      *supervisor
 	params   password.Params
 	duration *prometheus.HistogramVec
 	wait     prometheus.Histogram
 }
 
-func newHasher(sup *supervisor, queue int, params password.Params, reg prometheus.Registerer) *hasher {
+func newHasher(sup *supervisor, workers int, params password.Params, reg prometheus.Registerer) *hasher {
 	h := &hasher{
-		jobs:   make(chan func(), queue),
-		sup:    sup,
-		params: params,
+		jobs:        make(chan func(), queuePerWorker*workers),
+		workers:     workers,
+		windowStart: time.Now(),
+		sup:         sup,
+		params:      params,
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "usher_hash_duration_seconds",
 			Help:    "Time of one password hash or verification, by algorithm and operation.",
@@ -45,7 +78,13 @@ func newHasher(sup *supervisor, queue int, params password.Params, reg prometheu
 		}),
 	}
 	reg.MustRegister(h.duration, h.wait)
-	for range runtime.GOMAXPROCS(0) {
+	// One hash timed now gives the pace before the first burst, which
+	// would otherwise be admitted whole.
+	start := time.Now()
+	if _, err := password.Hash("pace", params); err == nil {
+		h.pace = time.Since(start)
+	}
+	for range workers {
 		go h.work()
 	}
 	return h
@@ -57,8 +96,9 @@ func (h *hasher) work() {
 	}
 }
 
-// run keeps a panicking job from killing its worker.
+// run keeps a panicking job from killing its worker, and keeps the pace.
 func (h *hasher) run(job func()) {
+	defer h.ran(time.Now())
 	defer func() {
 		if v := recover(); v != nil {
 			h.sup.report("hasher", v)
@@ -67,15 +107,62 @@ func (h *hasher) run(job func()) {
 	job()
 }
 
-// do runs f on a worker and waits for it; it refuses at once when the queue
-// is full, and skips f if the request's budget ran out in the queue.
+// ran counts a job started at start as finished and moves the pace
+// towards its run time: an average over about the last eight jobs, which
+// follows a machine that slows down under load within a fraction of a
+// second.
+func (h *hasher) ran(start time.Time) {
+	d := time.Since(start)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.finished++
+	h.pace += (d - h.pace) / 8
+}
+
+// admit applies the admission rule to a job offered now, and counts it
+// queued if it is admitted.
+func (h *hasher) admit() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Since(h.windowStart) >= interval {
+		// An idle queue is never overloaded, however the counts fell.
+		h.overloaded = h.queued > 0 && float64(h.offered) > overloadRatio*float64(h.finished)
+		h.windowStart, h.offered, h.finished = time.Now(), 0, 0
+	}
+	h.offered++
+	limit := maxWait
+	if h.overloaded {
+		limit = overloadWait
+	}
+	if time.Duration(h.queued)*h.pace/time.Duration(h.workers) > limit {
+		return false
+	}
+	h.queued++
+	return true
+}
+
+// dequeued counts a job as no longer queued: started, or refused by a full
+// queue.
+func (h *hasher) dequeued() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.queued--
+}
+
+// do runs f on a worker and waits for it; it refuses at once a job the
+// admission rule refuses, and skips f if the request's budget ran out in
+// the queue.
 func (h *hasher) do(call Call, f func()) error {
+	if !h.admit() {
+		return ErrOverloaded
+	}
 	queued := time.Now()
 	done := make(chan error, 1)
 	job := func() {
+		h.wait.Observe(time.Since(queued).Seconds())
+		h.dequeued()
 		err := errHashPanicked // stays so only if f panics
 		defer func() { done <- err }()
-		h.wait.Observe(time.Since(queued).Seconds())
 		if time.Now().After(call.Deadline) {
 			err = errBudgetSpent
 			return
@@ -86,6 +173,7 @@ func (h *hasher) do(call Call, f func()) error {
 	select {
 	case h.jobs <- job:
 	default:
+		h.dequeued()
 		return ErrOverloaded
 	}
 	return <-done

@@ -37,6 +37,7 @@ type Config struct {
 	Tokens      Tokens
 	Lifetimes   Lifetimes
 	HashParams  password.Params
+	HashWorkers int // hashing goroutines, one per core; 0 means GOMAXPROCS
 	Sealer      *event.Sealer
 	TokenTTLs   TokenTTLs
 	Cache       CacheConfig
@@ -91,10 +92,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		}, []string{"concern"}),
 	}
 	cfg.Metrics.MustRegister(n.requests, n.overloaded)
-	// Eight queued hashes per worker ride out a stall of about eight hash
-	// times (~160 ms) without shedding, and keep an admitted login's wait
-	// under its 300 ms P99 when the queue is full.
-	n.hasher = newHasher(n.sup, 8*runtime.GOMAXPROCS(0), cfg.HashParams, cfg.Metrics)
+	workers := cfg.HashWorkers
+	if workers < 1 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	n.hasher = newHasher(n.sup, workers, cfg.HashParams, cfg.Metrics)
 	cache := newCache(cfg.Cache, cfg.Redis, cfg.DB, cfg.Namespace, cfg.Metrics)
 	n.spawn(deps{
 		db: cfg.DB, redis: cfg.Redis, sup: n.sup, hasher: n.hasher, mint: mint,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -264,10 +263,8 @@ func TestIdleSessionChildIsStoppedAndReplaced(t *testing.T) {
 	}
 }
 
-func TestHasherSurvivesAPanickingJobAndShedsWhenFull(t *testing.T) {
-	sup := newSupervisor(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	h := newHasher(sup, 1, password.Params{MemoryKiB: 64, Time: 1, Threads: 1}, prometheus.NewRegistry())
-	defer h.stop()
+func TestHasherSurvivesAPanickingJob(t *testing.T) {
+	h := newTestHasher(t, 1)
 	call := newCall(Request{ID: "p"}, time.Now().Add(5*time.Second))
 	if err := h.do(call, func() { panic("boom") }); err != errHashPanicked {
 		t.Fatalf("panicking job: got %v, want errHashPanicked", err)
@@ -275,25 +272,68 @@ func TestHasherSurvivesAPanickingJobAndShedsWhenFull(t *testing.T) {
 	if _, err := h.hash(call, "still working"); err != nil {
 		t.Fatalf("after a panic: got %v, want the workers alive", err)
 	}
-	// Fill every worker and the one queue slot, then one more is shed. A
-	// blocker offered before a worker took the previous one is shed too:
-	// it is offered again until it is in.
-	block := make(chan struct{})
-	defer close(block)
-	for range runtime.GOMAXPROCS(0) + 1 {
-		go func() {
-			for h.do(call, func() { <-block }) == ErrOverloaded {
-				time.Sleep(time.Millisecond)
-			}
-		}()
+}
+
+func newTestHasher(t *testing.T, workers int) *hasher {
+	t.Helper()
+	sup := newSupervisor(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	h := newHasher(sup, workers, password.Params{MemoryKiB: 64, Time: 1, Threads: 1}, prometheus.NewRegistry())
+	t.Cleanup(h.stop)
+	if h.pace <= 0 {
+		t.Fatal("no pace from the hash timed at start")
 	}
-	testenv.Eventually(t, 2*time.Second, func() string {
-		if len(h.jobs) < cap(h.jobs) {
-			return "the queue never filled"
+	return h
+}
+
+// admitted counts the jobs admit lets in before it refuses one.
+func admitted(t *testing.T, h *hasher) int {
+	t.Helper()
+	for n := range 100 {
+		if !h.admit() {
+			return n
 		}
-		return ""
-	})
-	if err := h.do(call, func() {}); err != ErrOverloaded {
-		t.Fatalf("full queue: got %v, want ErrOverloaded at once", err)
+	}
+	t.Fatal("100 jobs admitted, none refused")
+	return 0
+}
+
+func TestHasherShedsWhatWouldWaitTooLong(t *testing.T) {
+	h := newTestHasher(t, 2)
+	h.pace = maxWait / 4
+	// Jobs ahead × pace ÷ 2 workers: 0 to 8 ahead wait at most maxWait.
+	if n := admitted(t, h); n != 9 {
+		t.Fatalf("admitted %d jobs at a pace of maxWait/4 on 2 workers, want 9", n)
+	}
+	ran := false
+	call := newCall(Request{ID: "x"}, time.Now().Add(5*time.Second))
+	if err := h.do(call, func() { ran = true }); err != ErrOverloaded || ran {
+		t.Fatalf("over maxWait: got %v (ran %v), want ErrOverloaded at once", err, ran)
+	}
+}
+
+func TestHasherBeyondCapacityAdmitsOnlyShortWaits(t *testing.T) {
+	h := newTestHasher(t, 2)
+	h.pace = overloadWait / 2
+	// endInterval ends an interval in which offered jobs came and finished
+	// ones left.
+	endInterval := func(offered, finished int) {
+		h.windowStart, h.offered, h.finished = time.Now().Add(-interval), offered, finished
+	}
+	// An idle queue is not overloaded, whatever the counts.
+	endInterval(5, 0)
+	if n := admitted(t, h); n != 21 {
+		t.Fatalf("admitted %d jobs after an idle interval, want 21 (maxWait at a pace of overloadWait/2 on 2 workers)", n)
+	}
+	// Offered at 2.5 × the rate the workers finish: overloaded.
+	h.queued = 1
+	endInterval(50, 20)
+	if n := admitted(t, h); n != 4 {
+		t.Fatalf("admitted %d jobs when overloaded, want 4 (1 to 4 ahead wait at most overloadWait)", n)
+	}
+	// Offered near the finished rate: back to maxWait.
+	h.queued = 1
+	endInterval(40, 20)
+	if n := admitted(t, h); n != 20 {
+		t.Fatalf("admitted %d jobs at twice the finished rate, want 20", n)
 	}
 }

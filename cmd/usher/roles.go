@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -48,6 +49,9 @@ type process struct {
 	redis   *redis.Client
 	nc      *nats.Conn
 	sealer  *event.Sealer
+	// cores is the number of hashing workers: GOMAXPROCS as the runtime
+	// chose it, before a node takes one more P for itself.
+	cores int
 	// stops run in reverse order of start.
 	stops []func(context.Context) error
 }
@@ -91,7 +95,15 @@ func runRoles(ctx context.Context, cfg config, role string, args []string, stder
 		// quarter as often. GOGC set in the environment wins.
 		debug.SetGCPercent(400)
 	}
-	p := &process{cfg: cfg, log: newLogger(cfg, stderr, role), metrics: prometheus.NewRegistry()}
+	cores := runtime.GOMAXPROCS(0)
+	if (role == "serve" || role == "node") && os.Getenv("GOMAXPROCS") == "" {
+		// The hasher keeps one worker per core busy under load. One more P
+		// lets the rest of the node (the 503 that sheds a request, a cache
+		// hit) run at once instead of after a hash ends; the kernel shares
+		// the cores among them.
+		runtime.GOMAXPROCS(cores + 1)
+	}
+	p := &process{cfg: cfg, log: newLogger(cfg, stderr, role), metrics: prometheus.NewRegistry(), cores: cores}
 	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer p.stop()
 	if role != "serve" && cfg.NATSURL == "" {
@@ -262,6 +274,7 @@ func (p *process) startNode(ctx context.Context) error {
 		Tokens:      tokens,
 		Lifetimes:   actors.Lifetimes{Session: p.cfg.SessionLifetime, Idle: p.cfg.SessionIdle, Grace: p.cfg.RefreshGrace},
 		HashParams:  params,
+		HashWorkers: p.cores,
 		Sealer:      p.sealer,
 		TokenTTLs:   actors.TokenTTLs{Verify: p.cfg.VerifyTTL, Reset: p.cfg.ResetTTL},
 		Cache:       actors.CacheConfig{Enabled: p.cfg.Cache, UserTTL: p.cfg.CacheUserTTL, ListTTL: p.cfg.CacheListTTL},
