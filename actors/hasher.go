@@ -20,17 +20,17 @@ var (
 // The hasher's admission rule. A job is refused at once when the wait it
 // can expect (the jobs queued ahead of it at the recent pace, shared by the
 // workers) exceeds maxWait: a burst or a stall of the machine is ridden out
-// up to there, and an admitted login still answers within its 300 ms P99.
-// When, over the last interval, jobs were offered at over overloadRatio
-// times the rate the workers finished them, the offered load is far beyond
-// capacity and no burst will drain: then only jobs expecting at most
-// overloadWait are admitted, so that the admitted ones keep short waits.
-// Near capacity offered and finished jobs stay close, and a stall would
-// have to stop the workers for half an interval to look like overload.
+// up to there, slower but without errors.
+// When, over each of the last two intervals, jobs were offered at over
+// overloadRatio times the rate the workers finished them, the offered load
+// is beyond capacity and no burst will drain: then only jobs expecting at
+// most overloadWait are admitted, so that the admitted ones keep short
+// waits. A stall does not look like that: the interval after it finishes
+// more than is offered, to catch up.
 const (
-	maxWait       = 250 * time.Millisecond
+	maxWait       = 300 * time.Millisecond
 	overloadWait  = 50 * time.Millisecond
-	overloadRatio = 2
+	overloadRatio = 1.25
 	interval      = time.Second
 	// The queue's capacity, in jobs per worker: a backstop far beyond what
 	// the rule admits, for a pace not yet known.
@@ -51,7 +51,7 @@ type hasher struct {
 	windowStart time.Time
 	offered     int // jobs offered in the current interval
 	finished    int // jobs finished in it
-	overloaded  bool
+	over        int // intervals in a row offered over overloadRatio × finished
 
 	sup      *supervisor
 	params   password.Params
@@ -126,12 +126,16 @@ func (h *hasher) admit() bool {
 	defer h.mu.Unlock()
 	if time.Since(h.windowStart) >= interval {
 		// An idle queue is never overloaded, however the counts fell.
-		h.overloaded = h.queued > 0 && float64(h.offered) > overloadRatio*float64(h.finished)
+		if h.queued > 0 && float64(h.offered) > overloadRatio*float64(h.finished) {
+			h.over++
+		} else {
+			h.over = 0
+		}
 		h.windowStart, h.offered, h.finished = time.Now(), 0, 0
 	}
 	h.offered++
 	limit := maxWait
-	if h.overloaded {
+	if h.over >= 2 {
 		limit = overloadWait
 	}
 	if time.Duration(h.queued)*h.pace/time.Duration(h.workers) > limit {

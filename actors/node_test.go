@@ -297,12 +297,18 @@ func admitted(t *testing.T, h *hasher) int {
 	return 0
 }
 
+// most is how many jobs admit lets in, from queued ahead, while the
+// expected wait stays within limit (at most limit × workers ÷ pace ahead).
+func most(h *hasher, limit time.Duration) int {
+	return int(limit*time.Duration(h.workers)/h.pace) - h.queued + 1
+}
+
 func TestHasherShedsWhatWouldWaitTooLong(t *testing.T) {
 	h := newTestHasher(t, 2)
 	h.pace = maxWait / 4
-	// Jobs ahead × pace ÷ 2 workers: 0 to 8 ahead wait at most maxWait.
-	if n := admitted(t, h); n != 9 {
-		t.Fatalf("admitted %d jobs at a pace of maxWait/4 on 2 workers, want 9", n)
+	want := most(h, maxWait)
+	if n := admitted(t, h); n != want || want != 9 {
+		t.Fatalf("admitted %d jobs at a pace of maxWait/4 on 2 workers, want %d (0 to 8 ahead)", n, want)
 	}
 	ran := false
 	call := newCall(Request{ID: "x"}, time.Now().Add(5*time.Second))
@@ -314,26 +320,28 @@ func TestHasherShedsWhatWouldWaitTooLong(t *testing.T) {
 func TestHasherBeyondCapacityAdmitsOnlyShortWaits(t *testing.T) {
 	h := newTestHasher(t, 2)
 	h.pace = overloadWait / 2
-	// endInterval ends an interval in which offered jobs came and finished
-	// ones left.
-	endInterval := func(offered, finished int) {
+	// after ends an interval in which offered jobs came and finished ones
+	// left, with queued jobs waiting, and counts what admit lets in then.
+	after := func(queued, offered, finished int) (n, normal, strict int) {
+		h.queued = queued
 		h.windowStart, h.offered, h.finished = time.Now().Add(-interval), offered, finished
+		normal, strict = most(h, maxWait), most(h, overloadWait)
+		return admitted(t, h), normal, strict
 	}
 	// An idle queue is not overloaded, whatever the counts.
-	endInterval(5, 0)
-	if n := admitted(t, h); n != 21 {
-		t.Fatalf("admitted %d jobs after an idle interval, want 21 (maxWait at a pace of overloadWait/2 on 2 workers)", n)
+	if n, normal, _ := after(0, 5, 0); n != normal {
+		t.Fatalf("admitted %d jobs after an idle interval, want %d", n, normal)
 	}
-	// Offered at 2.5 × the rate the workers finish: overloaded.
-	h.queued = 1
-	endInterval(50, 20)
-	if n := admitted(t, h); n != 4 {
-		t.Fatalf("admitted %d jobs when overloaded, want 4 (1 to 4 ahead wait at most overloadWait)", n)
+	// Offered at 1.5 × the rate the workers finish, one interval: a stall
+	// looks like that; two in a row: overloaded.
+	if n, normal, _ := after(1, 30, 20); n != normal {
+		t.Fatalf("admitted %d jobs after one interval over the finished rate, want %d", n, normal)
+	}
+	if n, _, strict := after(1, 30, 20); n != strict || strict != 4 {
+		t.Fatalf("admitted %d jobs after two intervals over, want %d (1 to 4 ahead wait at most overloadWait)", n, strict)
 	}
 	// Offered near the finished rate: back to maxWait.
-	h.queued = 1
-	endInterval(40, 20)
-	if n := admitted(t, h); n != 20 {
-		t.Fatalf("admitted %d jobs at twice the finished rate, want 20", n)
+	if n, normal, _ := after(1, 25, 20); n != normal {
+		t.Fatalf("admitted %d jobs at 1.25 × the finished rate, want %d", n, normal)
 	}
 }
