@@ -31,10 +31,14 @@ type CacheConfig struct {
 // Redis timing: the cache is optional, so a slow Redis counts as down
 // rather than slowing reads; versions outlive any value they name.
 const (
-	redisTimeout  = 100 * time.Millisecond
-	versionTTL    = time.Hour
-	pendingPoll   = 250 * time.Millisecond
-	clearEvery    = 50 * time.Millisecond
+	redisTimeout = 100 * time.Millisecond
+	versionTTL   = time.Hour
+	pendingPoll  = 250 * time.Millisecond
+	clearEvery   = 50 * time.Millisecond
+	// A bump row younger than bumpGrace is its writer's: applied and soon
+	// deleted, or refused and bypassed by the writer's node at once. Older,
+	// it is stuck, and every node bypasses its key and retries it.
+	bumpGrace     = 500 * time.Millisecond
 	cacheKindUser = "user"
 	cacheKindList = "list"
 )
@@ -167,8 +171,9 @@ type cache struct {
 	namespace string
 
 	mu      sync.RWMutex
-	pending map[string]bool // keys whose bumps are not applied yet
-	applied chan []int64    // ids of bumps applied, to delete
+	pending map[string]bool      // keys whose bumps are not applied yet
+	refused map[string]time.Time // keys this node's Redis refused to bump, and when
+	applied chan []int64         // ids of bumps applied, to delete
 
 	hits, misses, errs, skipped, bumps, loads *prometheus.CounterVec
 	latency                                   *prometheus.HistogramVec
@@ -179,7 +184,7 @@ func newCache(cfg CacheConfig, rdb *redis.Client, db *store.DB, namespace string
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"kind"})
 	}
 	c := &cache{
-		cfg: cfg, redis: rdb, db: db, namespace: namespace, pending: map[string]bool{},
+		cfg: cfg, redis: rdb, db: db, namespace: namespace, pending: map[string]bool{}, refused: map[string]time.Time{},
 		applied: make(chan []int64, 4096),
 		hits:    counter("usher_cache_hits_total", "Reads answered from Redis."),
 		misses:  counter("usher_cache_misses_total", "Reads not found in Redis."),
@@ -301,10 +306,15 @@ func (c *cache) observe(kind string, start time.Time) {
 
 // bump applies one write's own bumps: versions moved on in Redis, then its
 // rows deleted. If Redis refuses, the rows stay for the retry loop and this
-// node bypasses the keys at once.
+// node bypasses the keys at once; the other nodes do once the rows are
+// older than bumpGrace.
 func (c *cache) bump(ctx context.Context, ch store.Change) {
 	if err := c.incr(ctx, ch.BumpKeys); err != nil {
-		c.refreshPending(ctx)
+		c.mu.Lock()
+		for _, k := range ch.BumpKeys {
+			c.refused[k], c.pending[k] = time.Now(), true
+		}
+		c.mu.Unlock()
 		return
 	}
 	// Applied: the rows go in the next batch delete, so writes share one
@@ -361,16 +371,17 @@ func (c *cache) incr(ctx context.Context, keys []string) error {
 // applyBumps moves the versions of every pending bump's keys on: those
 // Redis refused their writers, and those no writer waited for (the CLI's).
 func (c *cache) applyBumps(ctx context.Context) {
-	_, err := c.db.ApplyBumps(ctx, func(keys []string) error { return c.incr(ctx, keys) })
+	_, err := c.db.ApplyBumps(ctx, bumpGrace, func(keys []string) error { return c.incr(ctx, keys) })
 	if err != nil {
 		c.refreshPending(ctx)
 	}
 }
 
 // refreshPending reloads the keys whose bumps wait, so every node bypasses
-// them until applied.
+// them until applied. The keys this node's Redis refused stay in the set
+// until PostgreSQL's rows are old enough to name them too.
 func (c *cache) refreshPending(ctx context.Context) {
-	keys, err := c.db.PendingBumps(ctx)
+	keys, err := c.db.PendingBumps(ctx, bumpGrace)
 	if err != nil {
 		return
 	}
@@ -379,8 +390,15 @@ func (c *cache) refreshPending(ctx context.Context) {
 		pending[k] = true
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, at := range c.refused {
+		if time.Since(at) > 2*bumpGrace {
+			delete(c.refused, k)
+			continue
+		}
+		pending[k] = true
+	}
 	c.pending = pending
-	c.mu.Unlock()
 }
 
 // run retries refused bumps, deletes applied ones and keeps the pending set

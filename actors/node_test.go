@@ -345,3 +345,34 @@ func TestHasherBeyondCapacityAdmitsOnlyShortWaits(t *testing.T) {
 		t.Fatalf("admitted %d jobs at 1.25 × the finished rate, want %d", n, normal)
 	}
 }
+
+// A bump this node's Redis refuses is bypassed here at once, though its row
+// is too young for PendingBumps to name it to any node.
+func TestRefusedBumpIsBypassedAtOnceOnItsNode(t *testing.T) {
+	testenv.Require(t, "PostgreSQL")
+	ctx := t.Context()
+	db, err := store.Open(ctx, testdb.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	u, err := db.CreateUser(ctx, store.NewUser{Email: "refused@example.com", PasswordHash: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ch, err := db.SetName(ctx, u.ID, "renamed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens on port 1: Redis refuses every call.
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	c := newCache(CacheConfig{Enabled: true, UserTTL: time.Minute, ListTTL: time.Minute}, rdb, db, "refused", prometheus.NewRegistry())
+	c.bump(ctx, ch)
+	c.refreshPending(ctx)
+	for _, k := range ch.BumpKeys {
+		if !c.isPending(k) {
+			t.Fatalf("key %s: not bypassed after its bump was refused", k)
+		}
+	}
+}

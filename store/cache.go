@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -63,13 +64,17 @@ func userChanged(ctx context.Context, tx pgx.Tx, id string, ev event.Envelope) (
 	return ch, nil
 }
 
-// ApplyBumps hands the keys of pending bumps to apply (which increments
-// their versions in Redis) and deletes exactly those rows if it succeeds.
-// Rows another node is applying are skipped.
-func (db *DB) ApplyBumps(ctx context.Context, apply func(keys []string) error) (int, error) {
+// ApplyBumps hands the keys of bumps recorded over grace ago to apply
+// (which increments their versions in Redis) and deletes exactly those
+// rows if it succeeds. Younger rows are their writers' to apply and clear;
+// rows another node is applying are skipped.
+func (db *DB) ApplyBumps(ctx context.Context, grace time.Duration, apply func(keys []string) error) (int, error) {
 	var n int
 	err := db.tx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, key FROM cache_bumps ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`)
+		rows, err := tx.Query(ctx, `
+			SELECT id, key FROM cache_bumps
+			WHERE created_at < now() - $1 * interval '1 millisecond'
+			ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`, grace.Milliseconds())
 		if err != nil {
 			return fmt.Errorf("read cache bumps: %w", err)
 		}
@@ -108,10 +113,15 @@ func (db *DB) ClearBumps(ctx context.Context, ids []int64) error {
 	return nil
 }
 
-// PendingBumps returns the keys whose bumps are not applied yet: their
-// cached values may be stale, so readers go to PostgreSQL.
-func (db *DB) PendingBumps(ctx context.Context) ([]string, error) {
-	rows, err := db.pool.Query(ctx, `SELECT DISTINCT key FROM cache_bumps`)
+// PendingBumps returns the keys of bumps recorded over grace ago and not
+// applied yet (Redis refused their writer, or no writer applied them, as
+// with the CLI's): their cached values may be stale, so readers go to
+// PostgreSQL. Younger rows are mostly applied bumps their writer has not
+// yet deleted, and do not count.
+func (db *DB) PendingBumps(ctx context.Context, grace time.Duration) ([]string, error) {
+	rows, err := db.pool.Query(ctx, `
+		SELECT DISTINCT key FROM cache_bumps
+		WHERE created_at < now() - $1 * interval '1 millisecond'`, grace.Milliseconds())
 	if err != nil {
 		return nil, fmt.Errorf("pending cache bumps: %w", err)
 	}

@@ -476,3 +476,29 @@ func BenchmarkResetPassword(b *testing.B) {
 func changedEvent(userID string) event.Envelope {
 	return event.Envelope{ID: uuid.NewString(), Type: event.PasswordChanged, OccurredAt: time.Now(), UserID: userID}
 }
+
+// A bump row younger than the grace is its writer's to apply and delete:
+// no other node bypasses its key or bumps it again; an older one is stuck,
+// and is both.
+func TestOnlyBumpsOlderThanTheGraceArePending(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	if _, err := db.pool.Exec(ctx, `
+		INSERT INTO cache_bumps (key, created_at) VALUES ('user:young', now()), ('user:stuck', now() - interval '1 minute')`); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := db.PendingBumps(ctx, time.Second); err != nil || !slices.Equal(keys, []string{"user:stuck"}) {
+		t.Fatalf("pending: got %q, %v; want only the stuck key", keys, err)
+	}
+	var applied []string
+	n, err := db.ApplyBumps(ctx, time.Second, func(keys []string) error { applied = keys; return nil })
+	if err != nil || n != 1 || !slices.Equal(applied, []string{"user:stuck"}) {
+		t.Fatalf("applied: got %d %q, %v; want only the stuck key", n, applied, err)
+	}
+	if n := count(t, db, `SELECT count(*) FROM cache_bumps WHERE key = 'user:young'`) + count(t, db, `SELECT count(*) FROM cache_bumps`); n != 2 {
+		t.Fatalf("rows after applying: got %d (young + all), want 2: the young row alone is left", n)
+	}
+	if keys, err := db.PendingBumps(ctx, 0); err != nil || !slices.Equal(keys, []string{"user:young"}) {
+		t.Fatalf("pending with no grace: got %q, %v; want the young key", keys, err)
+	}
+}
