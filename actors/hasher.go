@@ -32,8 +32,8 @@ const (
 	overloadWait  = 50 * time.Millisecond
 	overloadRatio = 1.25
 	interval      = time.Second
-	// The queue's capacity, in jobs per worker: a backstop far beyond what
-	// the rule admits, for a pace not yet known.
+	// The queue's capacity, in jobs per worker: a backstop for jobs so fast
+	// (tiny parameters) that maxWait would admit thousands.
 	queuePerWorker = 64
 )
 
