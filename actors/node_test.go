@@ -27,16 +27,22 @@ import (
 
 // startNode runs a node on the shared NATS server under a fresh namespace
 // and returns a client connection and the namespace.
-func startNode(t testing.TB, maxInflight int) (*nats.Conn, string) {
+// openDB opens a database of the test's own.
+func openDB(t testing.TB) *store.DB {
 	t.Helper()
-	testenv.Require(t, "NATS", "Redis", "PostgreSQL")
-	ctx := context.Background()
-	url := testdb.New(t)
-	db, err := store.Open(ctx, url)
+	db, err := store.Open(context.Background(), testdb.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
+	return db
+}
+
+func startNode(t testing.TB, maxInflight int) (*nats.Conn, string) {
+	t.Helper()
+	testenv.Require(t, "NATS", "Redis", "PostgreSQL")
+	ctx := context.Background()
+	db := openDB(t)
 	opts, err := redis.ParseURL(testenv.RedisURL)
 	if err != nil {
 		t.Fatal(err)
@@ -351,11 +357,7 @@ func TestHasherBeyondCapacityAdmitsOnlyShortWaits(t *testing.T) {
 func TestRefusedBumpIsBypassedAtOnceOnItsNode(t *testing.T) {
 	testenv.Require(t, "PostgreSQL")
 	ctx := t.Context()
-	db, err := store.Open(ctx, testdb.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := openDB(t)
 	u, err := db.CreateUser(ctx, store.NewUser{Email: "refused@example.com", PasswordHash: "h"})
 	if err != nil {
 		t.Fatal(err)

@@ -107,21 +107,21 @@ func TestStepsVacuumOnlyWithoutAutovacuum(t *testing.T) {
 	if _, err := f.db.Exec(ctx, `DELETE FROM cache_bumps`); err != nil {
 		t.Fatal(err)
 	}
-	vacuums := func() int64 {
+	// stat reads one of cache_bumps' statistics.
+	stat := func(column string) int64 {
 		t.Helper()
 		var n int64
-		if err := f.db.QueryRow(ctx, `SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'cache_bumps'`).Scan(&n); err != nil {
+		if err := f.db.QueryRow(ctx, `SELECT `+column+` FROM pg_stat_user_tables WHERE relname = 'cache_bumps'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
+	vacuums := func() int64 { return stat("vacuum_count") }
 
 	// The DELETE's dead rows reach the statistics when its backend flushes
 	// them, which may be a while; the vacuum must come after.
 	testenv.Eventually(t, 15*time.Second, func() string {
-		var dead int64
-		f.db.QueryRow(ctx, `SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'cache_bumps'`).Scan(&dead)
-		if dead < 1000 {
+		if dead := stat("n_dead_tup"); dead < 1000 {
 			return fmt.Sprintf("%d dead rows counted, want the 1000 deleted", dead)
 		}
 		return ""
@@ -134,11 +134,7 @@ func TestStepsVacuumOnlyWithoutAutovacuum(t *testing.T) {
 	if vacuumed, err := f.vacuum(ctx); err != nil || !vacuumed || vacuums() != 1 {
 		t.Fatalf("autovacuum off: vacuumed %v, %v, %d vacuums; want one", vacuumed, err, vacuums())
 	}
-	var dead int64
-	if err := f.db.QueryRow(ctx, `SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'cache_bumps'`).Scan(&dead); err != nil {
-		t.Fatal(err)
-	}
-	if dead != 0 {
+	if dead := stat("n_dead_tup"); dead != 0 {
 		t.Fatalf("cache_bumps after the vacuum: %d dead rows, want 0", dead)
 	}
 }

@@ -219,19 +219,26 @@ func (db *DB) EndSessionsOf(ctx context.Context, userID string) ([]string, error
 	return ended, err
 }
 
-// revokeSessions ends the live sessions matching where and records each in
-// revoked_sessions in the same transaction: the feed every gateway polls.
-func revokeSessions(ctx context.Context, tx pgx.Tx, where string, args ...any) ([]string, error) {
-	rows, err := tx.Query(ctx, `
-		WITH ended AS (
+// endSessions is two CTEs, ended and logged, that end the live sessions
+// matching where and record each in revoked_sessions: the feed every
+// gateway polls. logged returns the session_id of each.
+func endSessions(where string) string {
+	return `ended AS (
 			UPDATE sessions SET revoked_at = now()
-			WHERE revoked_at IS NULL AND `+where+`
+			WHERE revoked_at IS NULL AND ` + where + `
 			RETURNING id
-		)
-		INSERT INTO revoked_sessions (session_id, revoked_at)
-		SELECT id, clock_timestamp() FROM ended
-		ON CONFLICT (session_id) DO NOTHING
-		RETURNING session_id::text`, args...)
+		), logged AS (
+			INSERT INTO revoked_sessions (session_id, revoked_at)
+			SELECT id, clock_timestamp() FROM ended
+			ON CONFLICT (session_id) DO NOTHING
+			RETURNING session_id
+		)`
+}
+
+// revokeSessions ends the live sessions matching where, in tx, and returns
+// their ids.
+func revokeSessions(ctx context.Context, tx pgx.Tx, where string, args ...any) ([]string, error) {
+	rows, err := tx.Query(ctx, `WITH `+endSessions(where)+` SELECT session_id::text FROM logged`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("revoke sessions: %w", err)
 	}

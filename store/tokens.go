@@ -93,10 +93,13 @@ func (db *DB) TokenOwner(ctx context.Context, hash []byte, purpose string) (User
 	return tokenOwner(ctx, db.pool, hash, purpose)
 }
 
-// tokenOwner is TokenOwner on q: the pool, or a transaction.
-func tokenOwner(ctx context.Context, q interface {
+// rowQuerier is the pool or a transaction, for a query of one row.
+type rowQuerier interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, hash []byte, purpose string) (User, error) {
+}
+
+// tokenOwner is TokenOwner on q.
+func tokenOwner(ctx context.Context, q rowQuerier, hash []byte, purpose string) (User, error) {
 	var expired bool
 	u, err := scanUser(q.QueryRow(ctx, `
 		SELECT `+userColumns+`, t.expires_at <= now()
@@ -115,9 +118,7 @@ func tokenOwner(ctx context.Context, q interface {
 
 // tokenRefused says why a token could not be used: expired, or unknown or
 // used (or used or expired just now).
-func tokenRefused(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, hash []byte, purpose string) error {
+func tokenRefused(ctx context.Context, q rowQuerier, hash []byte, purpose string) error {
 	if _, err := tokenOwner(ctx, q, hash, purpose); err != nil {
 		return err
 	}
@@ -193,16 +194,7 @@ func (db *DB) ResetPassword(ctx context.Context, hash []byte, newHash, userID st
 	batch.Queue(`
 		WITH u AS (
 			SELECT id FROM users WHERE id = $1 AND password_hash = $2
-		), ended AS (
-			UPDATE sessions SET revoked_at = now()
-			WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM u)
-			RETURNING id
-		), logged AS (
-			INSERT INTO revoked_sessions (session_id, revoked_at)
-			SELECT id, clock_timestamp() FROM ended
-			ON CONFLICT (session_id) DO NOTHING
-			RETURNING session_id
-		), b AS (
+		), `+endSessions(`user_id IN (SELECT id FROM u)`)+`, b AS (
 			INSERT INTO cache_bumps (key) SELECT unnest($3::text[]) FROM u RETURNING id
 		), ev AS (
 			INSERT INTO outbox (id, type, user_id, occurred_at, payload)
