@@ -318,6 +318,62 @@ func TestResetPasswordDoesAllOrNothing(t *testing.T) {
 	}
 }
 
+// A login that locked the user row first and commits its session while
+// the reset waits for that lock: the reset's second statement reads the
+// rows anew and ends that session too. Were both statements one snapshot,
+// the session would outlive the password it was started with.
+func TestResetEndsASessionCommittedWhileItWaited(t *testing.T) {
+	db := openTestDB(t)
+	ctx := t.Context()
+	u := newUser(t, db, "racing@example.com")
+	if err := db.RequestReset(ctx, u.Email, OneTimeToken{Hash: []byte("t"), Purpose: PurposeReset, TTL: time.Hour},
+		event.Envelope{ID: uuid.NewString(), Type: event.ResetRequested, OccurredAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+
+	// StartSession's lock and insert, held open.
+	login, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer login.Rollback(context.Background())
+	sid := uuid.NewString()
+	if _, err := login.Exec(ctx, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := login.Exec(ctx, `INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '1 hour')`, sid, u.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct {
+		ch  Change
+		err error
+	}
+	reset := make(chan result, 1)
+	go func() {
+		ch, err := db.ResetPassword(ctx, []byte("t"), "new", u.ID, changedEvent(u.ID))
+		reset <- result{ch, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); count(t, db, `
+		SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the reset never waited for the login's lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := login.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	r := <-reset
+	if r.err != nil || !slices.Equal(r.ch.Ended, []string{sid}) {
+		t.Fatalf("reset: ended %v, %v; want the racing login's session %s", r.ch.Ended, r.err, sid)
+	}
+	if n := count(t, db, `SELECT count(*) FROM sessions WHERE id = $1 AND revoked_at IS NOT NULL`, sid); n != 1 {
+		t.Fatalf("the racing login's session is still live")
+	}
+}
+
 func TestRefreshReuseEndsTheSessionDurably(t *testing.T) {
 	db := openTestDB(t)
 	ctx := t.Context()
