@@ -185,6 +185,7 @@ type Results struct {
 	Parameters  Parameters        `json:"parameters"`
 	Environment Environment       `json:"environment"`
 	HashTime    HashTime          `json:"hash_time"`
+	Baseline    Baseline          `json:"baseline"`
 	Scenarios   []*ScenarioResult `json:"scenarios"`
 	Enumeration Enumeration       `json:"enumeration"`
 	Verdicts    []Verdict         `json:"verdicts"`
@@ -382,6 +383,11 @@ func Run(ctx context.Context, o Options) (Results, error) {
 		b.note("the machine was not idle while the hash time was measured (other work took %.0f%% of its CPUs in the attempt kept of %d; median %.1f ms vs min %.1f ms): hashing floors and targets derived from it are off",
 			100*ht.OthersShare, ht.Attempts, ht.MedianMs, ht.MinMs)
 	}
+	if res.Baseline, err = measureBaseline(ctx, o); err != nil {
+		return *res, err
+	}
+	bl := res.Baseline.Latency
+	b.logf("baseline: a do-nothing HTTP server on this machine at %d req/s: p50 %.2f ms, p99 %.2f ms, max %.1f ms", baselineRate, bl.P50, bl.P99, bl.Max)
 
 	cat := map[string]*scenario{}
 	f, err := newFixture(ctx, o, hash)
@@ -410,6 +416,13 @@ func Run(ctx context.Context, o Options) (Results, error) {
 			Steps:       []*StepResult{},
 			Capacity:    Capacity{PerRun: []float64{}, LowestFail: []float64{}},
 		})
+	}
+	if o.Budget == BudgetUsher {
+		for _, sr := range res.Scenarios {
+			if !sr.Hashing && sr.P99TargetMs < bl.P99 {
+				b.note("a do-nothing HTTP server on this machine had a P99 of %.1f ms at %d req/s, above %s's P99 target of %g ms: that target is below what this machine can show", bl.P99, baselineRate, sr.Name, sr.P99TargetMs)
+			}
+		}
 	}
 	runErr := b.modes(ctx, chosen)
 

@@ -68,7 +68,7 @@ func TestUsherBenchAgainstServe(t *testing.T) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("results.json: %v", err)
 	}
-	for _, field := range []string{"tool", "started_at", "finished_at", "parameters", "environment", "hash_time", "scenarios", "verdicts", "passed"} {
+	for _, field := range []string{"tool", "started_at", "finished_at", "parameters", "environment", "hash_time", "baseline", "scenarios", "verdicts", "passed"} {
 		if _, ok := doc[field]; !ok {
 			t.Errorf("results.json has no %q", field)
 		}
@@ -80,6 +80,9 @@ func TestUsherBenchAgainstServe(t *testing.T) {
 	}
 	if res.HashTime.Attempts < 1 || res.HashTime.MedianMs <= 0 {
 		t.Errorf("hash time: %+v, want a median from at least one attempt", res.HashTime)
+	}
+	if bl := res.Baseline; bl.Latency.Count < int64(bl.Rate) || bl.Latency.P50 <= 0 || bl.Latency.P99 < bl.Latency.P50 {
+		t.Errorf("baseline: %+v, want a do-nothing server's latencies over two seconds", bl)
 	}
 	if res.EmailsReceived == 0 {
 		t.Errorf("the SMTP sink received no email; registrations and reset requests send some")
