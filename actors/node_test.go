@@ -25,8 +25,6 @@ import (
 	"github.com/usher-auth/usher/store"
 )
 
-// startNode runs a node on the shared NATS server under a fresh namespace
-// and returns a client connection and the namespace.
 // openDB opens a database of the test's own.
 func openDB(t testing.TB) *store.DB {
 	t.Helper()
@@ -38,6 +36,8 @@ func openDB(t testing.TB) *store.DB {
 	return db
 }
 
+// startNode runs a node on the shared NATS server under a fresh namespace
+// and returns a client connection and the namespace.
 func startNode(t testing.TB, maxInflight int) (*nats.Conn, string) {
 	t.Helper()
 	testenv.Require(t, "NATS", "Redis", "PostgreSQL")

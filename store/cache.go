@@ -64,6 +64,10 @@ func userChanged(ctx context.Context, tx pgx.Tx, id string, ev event.Envelope) (
 	return ch, nil
 }
 
+// stuckBump is a cache_bumps row recorded over $1 milliseconds ago: no
+// longer its writer's to apply and clear.
+const stuckBump = `created_at < now() - $1 * interval '1 millisecond'`
+
 // ApplyBumps hands the keys of bumps recorded over grace ago to apply
 // (which increments their versions in Redis) and deletes exactly those
 // rows if it succeeds. Younger rows are their writers' to apply and clear;
@@ -72,8 +76,7 @@ func (db *DB) ApplyBumps(ctx context.Context, grace time.Duration, apply func(ke
 	var n int
 	err := db.tx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
-			SELECT id, key FROM cache_bumps
-			WHERE created_at < now() - $1 * interval '1 millisecond'
+			SELECT id, key FROM cache_bumps WHERE `+stuckBump+`
 			ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`, grace.Milliseconds())
 		if err != nil {
 			return fmt.Errorf("read cache bumps: %w", err)
@@ -120,8 +123,7 @@ func (db *DB) ClearBumps(ctx context.Context, ids []int64) error {
 // yet deleted, and do not count.
 func (db *DB) PendingBumps(ctx context.Context, grace time.Duration) ([]string, error) {
 	rows, err := db.pool.Query(ctx, `
-		SELECT DISTINCT key FROM cache_bumps
-		WHERE created_at < now() - $1 * interval '1 millisecond'`, grace.Milliseconds())
+		SELECT DISTINCT key FROM cache_bumps WHERE `+stuckBump, grace.Milliseconds())
 	if err != nil {
 		return nil, fmt.Errorf("pending cache bumps: %w", err)
 	}

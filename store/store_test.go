@@ -15,6 +15,7 @@ import (
 
 	"github.com/usher-auth/usher/internal/event"
 	"github.com/usher-auth/usher/internal/testdb"
+	"github.com/usher-auth/usher/internal/testenv"
 )
 
 func openTestDB(t *testing.T) *DB { return openBenchDB(t) }
@@ -354,13 +355,12 @@ func TestResetEndsASessionCommittedWhileItWaited(t *testing.T) {
 		ch, err := db.ResetPassword(ctx, []byte("t"), "new", u.ID, changedEvent(u.ID))
 		reset <- result{ch, err}
 	}()
-	for deadline := time.Now().Add(10 * time.Second); count(t, db, `
-		SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the reset never waited for the login's lock")
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if count(t, db, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
+			return "the reset is not waiting for the login's lock"
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 	if err := login.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
