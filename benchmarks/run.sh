@@ -14,7 +14,7 @@ make -s build
 go build -o bin/usher-bench ./benchmarks/cmd/usher-bench
 
 suffix=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
-# One fixed namespace: its RabbitMQ exchanges and queues are declared again,
+# One fixed namespace: its RabbitMQ exchanges are declared again,
 # not piled up run after run.
 export USHER_NAMESPACE=bench
 export USHER_DATABASE_URL="postgres://postgres@127.0.0.1:5432/usher_bench_$suffix?sslmode=disable"
@@ -28,11 +28,32 @@ export USHER_SMTP_URL="smtp://$sink?starttls=none"
 export USHER_RATE_LIMITS=off USHER_LOG_LEVEL=warn USHER_AUTO_MIGRATE=true USHER_PPROF=${USHER_PPROF:-false}
 psql -q 'postgres://postgres@127.0.0.1:5432/postgres' -c "CREATE DATABASE usher_bench_$suffix"
 
+# Mail still queued when an earlier run stopped is sealed with that run's
+# event key: this run's mailer could only dead-letter it, on the cores being
+# measured. The namespace's queues go before and after each run; usher
+# declares them again at start.
+drop_queues() {
+  rabbitmqctl -q list_queues --no-table-headers name 2>/dev/null |
+    grep "^$USHER_NAMESPACE\." | xargs -r -n 1 -P 8 rabbitmqctl -q delete_queue >/dev/null 2>&1 || true
+}
+drop_queues
+
 pids=()
 cleanup() {
+  local status=$?
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # 2 and above: the run could not be done. The logs say why, and they go
+  # with the data directory below.
+  if [ "$status" -ge 2 ]; then
+    for log in "$USHER_DATA_DIR"/*.log; do
+      [ -f "$log" ] || continue
+      echo "--- last lines of $(basename "$log")" >&2
+      tail -n 40 "$log" >&2
+    done
+  fi
   psql -q 'postgres://postgres@127.0.0.1:5432/postgres' -c "DROP DATABASE IF EXISTS usher_bench_$suffix WITH (FORCE)" || true
+  drop_queues
   redis-cli --scan --pattern "$USHER_NAMESPACE:*" | xargs -r redis-cli del >/dev/null || true
   rm -rf "$USHER_DATA_DIR"
 }
@@ -70,6 +91,6 @@ for _ in $(seq 1 120); do
   curl -sf http://127.0.0.1:8080/readyz >/dev/null && break
   sleep 0.5
 done
-curl -sf http://127.0.0.1:8080/readyz >/dev/null || { echo "usher did not become ready; logs in $USHER_DATA_DIR" >&2; exit 2; }
+curl -sf http://127.0.0.1:8080/readyz >/dev/null || { echo "usher did not become ready" >&2; exit 2; }
 
 bin/usher-bench --base http://127.0.0.1:8080 --admin "$admins" --usher bin/usher --smtp-sink "$sink" --out . "$@"
