@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,20 +147,35 @@ func Eventually(t testing.TB, within time.Duration, cond func() string) {
 // FreeAddr returns a loopback address with a port nothing listens on now,
 // below Linux's ephemeral range (32768 and up): a port the kernel picked
 // for a listener on :0 is one it may give the next outgoing connection of
-// any test before the process meant to listen on it binds it.
+// any test before the process meant to listen on it binds it. A port is
+// handed out once per test binary: until its process binds it, it is free
+// again, and a second caller (the admin address picked right after the
+// HTTP one) could be given it too.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 100 {
 		port := 20000 + mathrand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
-			defer l.Close()
+			l.Close()
+			handedOut.ports[port] = true
 			return l.Addr().String()
 		}
 	}
 	t.Fatal("no free port between 20000 and 32000 in 100 tries")
 	return ""
 }
+
+// handedOut holds the ports FreeAddr has returned in this process.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // Env builds a getenv func from KEY=VALUE pairs; later pairs win.
 func Env(pairs ...string) func(string) string {
