@@ -111,6 +111,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		n.inflight[c] = new(atomic.Int64)
 	}
 	n.sub, err = nc.QueueSubscribe(cfg.Namespace+".v1.>", cfg.Namespace+"-nodes", n.handle)
+	if err == nil {
+		// The subscription reaches the server in the background; a request
+		// sent the moment Start returns would find no responders.
+		err = nc.Flush()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s.v1.>: %w", cfg.Namespace, err)
 	}
