@@ -111,12 +111,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		n.inflight[c] = new(atomic.Int64)
 	}
 	n.sub, err = nc.QueueSubscribe(cfg.Namespace+".v1.>", cfg.Namespace+"-nodes", n.handle)
-	if err == nil {
-		// The subscription reaches the server in the background; a request
-		// sent the moment Start returns would find no responders.
-		err = nc.Flush()
-	}
 	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s.v1.>: %w", cfg.Namespace, err)
+	}
+	// The subscription reaches the server in the background; a request sent
+	// the moment Start returns would find no responders.
+	if err := nc.Flush(); err != nil {
+		n.sub.Unsubscribe() // a node that failed to start answers nothing
 		return nil, fmt.Errorf("subscribe to %s.v1.>: %w", cfg.Namespace, err)
 	}
 	return n, nil

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
 )
 
 // baselineRate is the rate the machine's baseline is offered at: about a
@@ -27,17 +27,12 @@ type Baseline struct {
 // measureBaseline serves `{}` to every request from inside usher-bench and
 // measures it for one step's warm-up and duration.
 func measureBaseline(ctx context.Context, o Options) (Baseline, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return Baseline{}, fmt.Errorf("baseline server: %w", err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, "{}")
-	})}
-	go srv.Serve(ln)
+	}))
 	defer srv.Close()
-	c := newClient("http://"+ln.Addr().String(), o.MaxInFlight)
+	c := newClient(srv.URL, o.MaxInFlight)
 	defer c.close()
 	load := Load{Rate: baselineRate, Warmup: o.Warmup, Duration: o.Duration, Timeout: o.Timeout, MaxInFlight: o.MaxInFlight}
 	rec := Generate(ctx, load, func(ctx context.Context, _ int) Outcome {
