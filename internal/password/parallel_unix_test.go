@@ -8,12 +8,13 @@ import (
 )
 
 // BenchmarkHashParallel hashes on every P at once, as the server's workers
-// do under load, and reports the system CPU time and page faults per hash:
-// each hash's 19 MiB comes from the Go heap, and what the heap takes back
-// from the kernel between hashes is faulted in again. Hashes one after
-// another (-cpu 1, as usher-bench times the hash time) fault less than
-// once each, so this is a cost under load that the hashing floors' budget
-// does not see. Run it with GOGC and -cpu set to compare (BENCHMARKS.md).
+// do under load, and reports the system CPU time and page faults per hash.
+// usher-bench times the hash time one hash after another (-cpu 1); what
+// hashing on every core costs beyond that is a cost the hashing floors'
+// budget does not see. With x/crypto's argon2, which allocates each hash's
+// 19 MiB afresh, it was 1.3 to 1.7 times the hash time, much of it page
+// faults; internal/argon2 reuses the memory (BENCHMARKS.md, "A pooled
+// argon2id block"). Run it with -cpu 1,2 to compare.
 func BenchmarkHashParallel(b *testing.B) {
 	p := DefaultParams()
 	// One hash first, so that a short run is not all the heap's first growth.

@@ -17,8 +17,9 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/usher-auth/usher/internal/argon2"
 )
 
 var (
