@@ -92,9 +92,10 @@ func runRoles(ctx context.Context, cfg config, role string, args []string, stder
 		// quarter as often as at the default GOGC=100. It was set when every
 		// argon2id hash allocated its 19 MiB afresh and the collector took
 		// 4% of the hashing capacity; internal/argon2 now reuses that memory,
-		// and at registration's floor the collector takes under 0.1% of the
-		// CPU either way. It stays because every suite since ran with it.
-		// GOGC set in the environment wins.
+		// so at registration's floor the collector takes under 0.1% of the
+		// CPU at either setting. What it saves on the other routes is not
+		// measured yet (BENCHMARKS.md, "What is left"). GOGC set in the
+		// environment wins.
 		debug.SetGCPercent(400)
 	}
 	cores := runtime.GOMAXPROCS(0)
