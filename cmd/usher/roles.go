@@ -89,13 +89,10 @@ func runRoles(ctx context.Context, cfg config, role string, args []string, stder
 	}
 	if (role == "serve" || role == "node") && os.Getenv("GOGC") == "" {
 		// A heap allowed to grow to five times the live data collects a
-		// quarter as often as at the default GOGC=100. It was set when every
-		// argon2id hash allocated its 19 MiB afresh and the collector took
-		// 4% of the hashing capacity; internal/argon2 now reuses that memory,
-		// so at registration's floor the collector takes under 0.1% of the
-		// CPU at either setting. What it saves on the other routes is not
-		// measured yet (BENCHMARKS.md, "What is left"). GOGC set in the
-		// environment wins.
+		// quarter as often as at GOGC=100. Since argon2id reuses its memory
+		// the hashing routes no longer need it (BENCHMARKS.md, "What is
+		// left"); the others are not yet measured without it. GOGC set in
+		// the environment wins.
 		debug.SetGCPercent(400)
 	}
 	cores := runtime.GOMAXPROCS(0)

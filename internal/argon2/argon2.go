@@ -16,7 +16,9 @@
 // is x/crypto's, bit for bit (argon2_test.go checks it against x/crypto).
 //
 // Everything else (the SSE code, blake2b's variable-length hash, the index
-// computation) is x/crypto's unchanged; diff the files against it.
+// computation, the argon2i branches IDKey never takes) is x/crypto's
+// unchanged, so the files diff cleanly against it; only the loong64 code is
+// left out, which the generic code covers.
 package argon2
 
 import (
