@@ -89,10 +89,10 @@ func runRoles(ctx context.Context, cfg config, role string, args []string, stder
 	}
 	if (role == "serve" || role == "node") && os.Getenv("GOGC") == "" {
 		// A heap allowed to grow to five times the live data collects a
-		// quarter as often as at GOGC=100. Since argon2id reuses its memory
-		// the hashing routes no longer need it (BENCHMARKS.md, "What is
-		// left"); the others are not yet measured without it. GOGC set in
-		// the environment wins.
+		// quarter as often as at GOGC=100. The hashing routes no longer
+		// need it (argon2id reuses its memory); the other routes' P99s at
+		// 70% of their floors are about half what they are at GOGC=100
+		// (BENCHMARKS.md, "GOGC=400"). GOGC set in the environment wins.
 		debug.SetGCPercent(400)
 	}
 	cores := runtime.GOMAXPROCS(0)
