@@ -66,7 +66,9 @@ func deriveKey(mode int, password, salt, secret, data []byte, time, memory uint3
 }
 
 // blocks holds the memory of finished hashes, as *[]block. Nothing in it is
-// zeroed: every block is written before it is read.
+// zeroed: every block is written before it is read. It keeps about one
+// hash's memory for each hash that ran at once; the collector takes back
+// what two collections in a row found unused.
 var blocks sync.Pool
 
 // getBlocks returns memory blocks from the pool, or new ones if the pool's
